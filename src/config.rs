@@ -1,0 +1,386 @@
+//! The proxy's configuration: one TOML file, parsed strictly.
+//!
+//! Every section is `deny_unknown_fields` so a typo is an error naming the key,
+//! and [`Config::validate`] checks what serde cannot (duplicate names, tables
+//! naming unknown shards, ...). Errors always name the file, the key and why.
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    #[serde(default)]
+    pub pool: PoolConfig,
+    #[serde(default)]
+    pub shards: Vec<ShardConfig>,
+    #[serde(default)]
+    pub tables: Vec<TableConfig>,
+    #[serde(default)]
+    pub sharding: ShardingConfig,
+    #[serde(default)]
+    pub lookup: Vec<LookupConfig>,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Where the file was read from (not part of the TOML).
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
+}
+
+/// `[proxy]`: the client-facing listener.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Address to listen on, `host:port`.
+    pub listen: String,
+    /// Client connections beyond this get SQLSTATE 53300.
+    pub max_clients: usize,
+    /// A client that has not finished startup and auth by then is dropped.
+    pub startup_timeout_ms: u64,
+    /// On SIGTERM/SIGINT, how long open transactions may run before clients are closed with 57P01.
+    pub shutdown_timeout_ms: u64,
+    /// Client authentication: "scram-sha-256", "md5" or "trust".
+    pub auth: String,
+    /// PEM certificate chain; with `tls_key`, enables TLS for clients.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Largest message a client may send, in bytes.
+    pub max_message_bytes: usize,
+    /// Allow transactions spanning shards via two-phase commit.
+    pub two_phase_commit: bool,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            listen: "127.0.0.1:6432".into(),
+            max_clients: 1000,
+            startup_timeout_ms: 10_000,
+            shutdown_timeout_ms: 30_000,
+            auth: "scram-sha-256".into(),
+            tls_cert: None,
+            tls_key: None,
+            max_message_bytes: 64 << 20,
+            two_phase_commit: false,
+        }
+    }
+}
+
+/// `[admin]`: credentials for the admin console (`psql -d shardproxy`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub user: String,
+    pub password: String,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            user: "admin".into(),
+            password: "admin".into(),
+        }
+    }
+}
+
+/// `[[users]]`: an application user. `password` is plaintext, an
+/// `SCRAM-SHA-256$...` verifier or an `md5...` hash.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    pub password: String,
+}
+
+/// `[pool]`: backend pooling, per shard.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoolConfig {
+    /// Most backend connections per shard.
+    pub size: usize,
+    /// Connecting to a shard fails after this long (08006).
+    pub connect_timeout_ms: u64,
+    /// Waiting for a free backend fails after this long (53300).
+    pub checkout_timeout_ms: u64,
+    /// Idle backends older than this are closed.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            size: 20,
+            connect_timeout_ms: 5_000,
+            checkout_timeout_ms: 10_000,
+            idle_timeout_ms: 600_000,
+        }
+    }
+}
+
+/// `[[shards]]`: one Postgres server holding part of the data.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardConfig {
+    pub name: String,
+    /// `postgres://user:password@host:port/database`; `host` may be a Unix socket directory.
+    pub url: String,
+}
+
+/// `[[tables]]`: a sharded table (`shard_key`) or a reference table (`reference = true`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TableConfig {
+    pub name: String,
+    #[serde(default)]
+    pub shard_key: Option<String>,
+    /// SQL type of the shard key: smallint, integer, bigint, text, varchar or uuid.
+    #[serde(default = "default_key_type")]
+    pub key_type: String,
+    /// Tables in the same co-location group share placement (default: "default").
+    #[serde(default)]
+    pub colocation: Option<String>,
+    #[serde(default)]
+    pub reference: bool,
+}
+
+fn default_key_type() -> String {
+    "bigint".into()
+}
+
+/// `[sharding]`: how the hash space is laid out.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShardingConfig {
+    /// Virtual nodes per shard on the consistent-hash ring.
+    pub vnodes: usize,
+    /// Optional file holding the persisted shard map (intervals, lookups, epoch).
+    pub map_file: Option<PathBuf>,
+}
+
+impl Default for ShardingConfig {
+    fn default() -> Self {
+        ShardingConfig {
+            vnodes: 256,
+            map_file: None,
+        }
+    }
+}
+
+/// `[[lookup]]`: pin one shard-key value (a hot tenant) to a shard.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LookupConfig {
+    pub key: String,
+    pub shard: String,
+    /// Co-location group the key belongs to (default: "default").
+    #[serde(default)]
+    pub colocation: Option<String>,
+}
+
+/// `[metrics]`: the Prometheus endpoint.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `host:port` to serve `/metrics` on; unset disables the endpoint.
+    pub listen: Option<String>,
+}
+
+/// A configuration problem, already phrased for the operator.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    pub file: String,
+    pub message: String,
+}
+
+/// Key types a shard key may have.
+pub const KEY_TYPES: &[&str] = &["smallint", "integer", "bigint", "text", "varchar", "uuid"];
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        })?;
+        let mut cfg = Config::parse(&text, &path.display().to_string())?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
+    }
+
+    /// Parses and validates TOML text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        let cfg: Config = toml::from_str(text).map_err(|e| ConfigError {
+            file: file.to_string(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        cfg.validate().map_err(|message| ConfigError {
+            file: file.to_string(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Checks what the types alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.proxy.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "proxy.listen: '{}' is not host:port (e.g. 127.0.0.1:6432)",
+                self.proxy.listen
+            ));
+        }
+        if !["scram-sha-256", "md5", "trust"].contains(&self.proxy.auth.as_str()) {
+            return Err(format!(
+                "proxy.auth: '{}' is not one of scram-sha-256, md5, trust",
+                self.proxy.auth
+            ));
+        }
+        if self.proxy.tls_cert.is_some() != self.proxy.tls_key.is_some() {
+            return Err("proxy.tls_cert and proxy.tls_key must be set together".into());
+        }
+        if self.proxy.max_clients == 0 {
+            return Err("proxy.max_clients: must be at least 1".into());
+        }
+        if self.pool.size == 0 {
+            return Err("pool.size: must be at least 1".into());
+        }
+        if self.admin.user.is_empty() {
+            return Err("admin.user: must not be empty".into());
+        }
+        if self.sharding.vnodes == 0 {
+            return Err("sharding.vnodes: must be at least 1".into());
+        }
+        if self.shards.is_empty() {
+            return Err("shards: at least one [[shards]] entry is needed".into());
+        }
+        let mut names = HashSet::new();
+        for (i, s) in self.shards.iter().enumerate() {
+            if s.name.is_empty() {
+                return Err(format!("shards[{i}].name: must not be empty"));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(format!("shards[{i}].name: '{}' is used twice", s.name));
+            }
+            if let Err(e) = crate::data::pool::BackendAddr::parse(&s.url) {
+                return Err(format!("shards[{i}].url: {e}"));
+            }
+        }
+        let mut users = HashSet::new();
+        for (i, u) in self.users.iter().enumerate() {
+            if !users.insert(u.name.as_str()) {
+                return Err(format!("users[{i}].name: '{}' is used twice", u.name));
+            }
+            if u.name == self.admin.user {
+                return Err(format!(
+                    "users[{i}].name: '{}' is the admin user; pick another name",
+                    u.name
+                ));
+            }
+        }
+        let mut tables = HashSet::new();
+        for (i, t) in self.tables.iter().enumerate() {
+            if !tables.insert(t.name.to_lowercase()) {
+                return Err(format!("tables[{i}].name: '{}' is used twice", t.name));
+            }
+            match (&t.shard_key, t.reference) {
+                (Some(_), true) => {
+                    return Err(format!(
+                        "tables[{i}] ('{}'): set either shard_key or reference = true, not both",
+                        t.name
+                    ))
+                }
+                (None, false) => {
+                    return Err(format!(
+                        "tables[{i}] ('{}'): needs shard_key = \"column\" or reference = true",
+                        t.name
+                    ))
+                }
+                _ => {}
+            }
+            if !KEY_TYPES.contains(&t.key_type.as_str()) {
+                return Err(format!(
+                    "tables[{i}].key_type: '{}' is not one of {}",
+                    t.key_type,
+                    KEY_TYPES.join(", ")
+                ));
+            }
+        }
+        for (i, l) in self.lookup.iter().enumerate() {
+            if !names.contains(l.shard.as_str()) {
+                return Err(format!(
+                    "lookup[{i}].shard: '{}' is not a shard in [[shards]]",
+                    l.shard
+                ));
+            }
+        }
+        if let Some(m) = &self.metrics.listen {
+            if m.parse::<std::net::SocketAddr>().is_err() {
+                return Err(format!("metrics.listen: '{m}' is not host:port"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The table entry for `name` (case-insensitive, schema prefix ignored).
+    pub fn table(&self, name: &str) -> Option<&TableConfig> {
+        let bare = name.rsplit('.').next().unwrap_or(name);
+        self.tables.iter().find(|t| t.name.eq_ignore_ascii_case(bare))
+    }
+
+    /// The shard index for `name`.
+    pub fn shard_index(&self, name: &str) -> Option<usize> {
+        self.shards.iter().position(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: &str = r#"
+[[shards]]
+name = "s0"
+url = "postgres://postgres@127.0.0.1:5432/postgres"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = Config::parse(MIN, "t.toml").unwrap();
+        assert_eq!(c.proxy.listen, "127.0.0.1:6432");
+        assert_eq!(c.pool.size, 20);
+        assert_eq!(c.shards.len(), 1);
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let e = Config::parse(&format!("[proxy]\nlistn = \"x\"\n{MIN}"), "t.toml").unwrap_err();
+        let s = e.to_string();
+        assert!(s.starts_with("t.toml:"), "{s}");
+        assert!(s.contains("listn"), "{s}");
+    }
+
+    #[test]
+    fn bad_values_are_rejected_with_reason() {
+        let e = Config::parse(&format!("[proxy]\nlisten = \"nope\"\n{MIN}"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("proxy.listen"), "{e}");
+        let e = Config::parse(
+            &format!("{MIN}\n[[tables]]\nname = \"t\"\nshard_key = \"id\"\nkey_type = \"float\"\n"),
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("key_type"), "{e}");
+        let e = Config::parse(&format!("{MIN}\n[[tables]]\nname = \"t\"\n"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("reference = true"), "{e}");
+        let e = Config::parse(&format!("{MIN}{MIN}"), "t.toml").unwrap_err();
+        assert!(e.to_string().contains("used twice"), "{e}");
+    }
+}

@@ -1,0 +1,5 @@
+//! The control path: what operators drive (admin console) and what runs beside
+//! the proxy (local Postgres clusters for the demo and the tests).
+
+pub mod admin;
+pub mod cluster;

@@ -1,0 +1,7 @@
+//! The data path: client socket → codec → session → planner → router → pool → relay or merge.
+
+pub mod codec;
+pub mod planner;
+pub mod pool;
+pub mod router;
+pub mod session;

@@ -1,0 +1,4 @@
+//! Per-shard backend pools.
+
+mod addr;
+pub use addr::BackendAddr;
