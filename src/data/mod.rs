@@ -1,5 +1,6 @@
 //! The data path: client socket → codec → session → planner → router → pool → relay or merge.
 
+pub mod auth;
 pub mod codec;
 pub mod planner;
 pub mod pool;
