@@ -5,7 +5,9 @@
 //! control path (admin console, local clusters, later the rebalancer and the
 //! catalog) lives in [`control`]. `docs/architecture.md` draws the path of a query.
 
+pub mod app;
 pub mod config;
 pub mod control;
 pub mod data;
 pub mod metrics;
+pub mod runtime;

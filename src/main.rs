@@ -1,1 +1,81 @@
-fn main() {}
+//! The `shardproxy` command: serve, check a config, run the demo, plan shard moves.
+
+use clap::{Parser, Subcommand};
+use shardproxy::config::Config;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "shardproxy",
+    version,
+    about = "A sharding PostgreSQL wire-protocol proxy"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve clients with the given config.
+    Serve {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Validate a config and explain what it sets up.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Start local Postgres shards with a demo shop schema and serve in front of them.
+    Demo {
+        /// Number of shards to start.
+        #[arg(long, default_value_t = 2)]
+        shards: usize,
+        /// Port the proxy listens on.
+        #[arg(long, default_value_t = 6432)]
+        port: u16,
+        /// Where the shards' data and the generated config live (reused by a second run).
+        #[arg(long, default_value = "shardproxy-demo")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve { config } => Config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|c| run_async(shardproxy::app::serve(c))),
+        Command::Check { config } => Config::load(&config)
+            .map_err(|e| e.to_string())
+            .map(|c| print!("{}", shardproxy::app::explain(&c))),
+        Command::Demo {
+            shards,
+            port,
+            data_dir,
+        } => run_async(shardproxy::app::demo(shards, port, data_dir)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("shardproxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_async<F: std::future::Future<Output = Result<(), String>>>(f: F) -> Result<(), String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(f)
+}

@@ -1,4 +1,16 @@
-//! Per-shard backend pools.
+//! Per-shard pools of backend connections (transaction pooling).
+//!
+//! A client holds a backend only for a transaction (or a single statement
+//! outside one); the backend then goes back clean for the next client.
 
 mod addr;
+mod backend;
+mod shard_pool;
+mod stats;
+mod stream;
+
 pub use addr::BackendAddr;
+pub use backend::{Backend, CancelTarget};
+pub use shard_pool::{Lease, PoolSettings, ShardPool};
+pub use stats::ShardStats;
+pub use stream::BackendStream;

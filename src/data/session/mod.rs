@@ -1,1 +1,327 @@
-//! placeholder
+//! One client connection, from handshake to goodbye: the per-client task of
+//! the data path. It reads client messages, decides where each statement
+//! goes, holds a pooled backend for the length of a transaction and relays
+//! the backend's answer.
+//!
+//! - [`startup`]: handshake and authentication
+//! - [`simple`]: the simple query protocol ('Q')
+//! - [`extended`]: Parse/Bind/Describe/Execute/Close/Flush/Sync batches
+//! - [`relay`]: backend → client forwarding, COPY, synthesized replies
+//! - [`prepared`] and [`settings`]: state that must survive transaction pooling
+
+pub mod client_stream;
+mod extended;
+pub mod prepared;
+mod relay;
+mod routing;
+pub mod settings;
+mod simple;
+pub mod startup;
+
+use crate::data::codec::error::sqlstate;
+use crate::data::codec::{messages, FrameReader, SqlError};
+use crate::data::pool::Lease;
+use crate::runtime::{ClientInfo, Proxy, Runtime};
+use bytes::BytesMut;
+use client_stream::ClientStream;
+use prepared::PreparedRegistry;
+use settings::Settings;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+
+/// Why a session stops.
+#[derive(Debug)]
+pub enum End {
+    /// The client said goodbye or went away.
+    Client,
+    /// The proxy closes the session (after sending this FATAL error).
+    Fatal(SqlError),
+}
+
+impl From<std::io::Error> for End {
+    fn from(_: std::io::Error) -> End {
+        End::Client
+    }
+}
+
+/// Runs a session whose handshake is done, until the client leaves.
+pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshake) {
+    let rt = proxy.runtime();
+    let max = rt.config.proxy.max_message_bytes;
+    let mut s = Session {
+        settings: Settings::from_startup(&hs.params),
+        proxy,
+        rt,
+        info,
+        client: hs.stream,
+        creader: FrameReader::new(max),
+        out: BytesMut::with_capacity(16 * 1024),
+        lease: None,
+        lease_shard: 0,
+        tx: b'I',
+        prepared: PreparedRegistry::default(),
+        settings_dirty: false,
+        skip_to_sync: false,
+        unnamed_on_lease: false,
+        hint_shard: None,
+        batch: BytesMut::new(),
+    };
+    let end = s.serve().await;
+    if let End::Fatal(e) = &end {
+        s.out.clear();
+        e.encode(&mut s.out);
+        let _ = s.client.write_all(&s.out).await;
+    }
+    s.finish().await;
+}
+
+/// The state of one client session.
+pub struct Session {
+    proxy: Arc<Proxy>,
+    /// The runtime snapshot this session currently works with (refreshed
+    /// between transactions, so a RELOAD never changes a transaction's view).
+    rt: Arc<Runtime>,
+    info: Arc<ClientInfo>,
+    client: ClientStream,
+    creader: FrameReader,
+    /// Bytes waiting to be written to the client.
+    out: BytesMut,
+    /// The backend held for the current transaction (or pipeline up to Sync).
+    lease: Option<Lease>,
+    lease_shard: usize,
+    /// Transaction status from the last ReadyForQuery: b'I', b'T' or b'E'.
+    tx: u8,
+    prepared: PreparedRegistry,
+    settings: Settings,
+    /// Statements run under the current lease may have changed settings.
+    settings_dirty: bool,
+    /// After an error in an extended-protocol batch, client messages are
+    /// skipped until Sync (as Postgres does).
+    skip_to_sync: bool,
+    /// The client's unnamed statement is on the held backend.
+    unnamed_on_lease: bool,
+    /// Shard chosen by `SET shardproxy.shard`.
+    hint_shard: Option<usize>,
+    /// Extended-protocol messages waiting for Sync or Flush.
+    batch: BytesMut,
+}
+
+impl Session {
+    async fn serve(&mut self) -> End {
+        let mut shutdown = self.proxy.shutdown.subscribe();
+        loop {
+            if *shutdown.borrow() && self.lease.is_none() {
+                return End::Fatal(
+                    SqlError::fatal(
+                        sqlstate::ADMIN_SHUTDOWN,
+                        "terminating connection due to administrator command",
+                    )
+                    .with_hint(
+                        "shardproxy is shutting down; reconnect to another proxy or retry later.",
+                    ),
+                );
+            }
+            let frame = tokio::select! {
+                biased;
+                r = self.creader.next(&mut self.client) => match r {
+                    Ok(Some(f)) => f,
+                    Ok(None) => return End::Client,
+                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                        return End::Fatal(SqlError::protocol(format!("invalid message from client: {e}")))
+                    }
+                    Err(_) => return End::Client,
+                },
+                _ = shutdown.changed(), if !*shutdown.borrow() => continue,
+            };
+            let r =
+                match frame.tag {
+                    b'Q' => {
+                        let msg = self.creader.take(frame);
+                        self.simple_query(msg).await
+                    }
+                    b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => {
+                        let msg = self.creader.take(frame);
+                        self.extended_message(msg).await
+                    }
+                    b'X' => return End::Client,
+                    // CopyData/CopyDone/CopyFail outside COPY: Postgres ignores them too.
+                    b'd' | b'c' | b'f' => {
+                        self.creader.skip(frame);
+                        Ok(())
+                    }
+                    b'F' => {
+                        self.creader.skip(frame);
+                        self.error_and_ready(SqlError::new(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "the fastpath function call protocol is not supported by shardproxy",
+                    )
+                    .with_hint("Call the function with SELECT instead."))
+                    .await
+                    }
+                    other => {
+                        return End::Fatal(SqlError::protocol(format!(
+                            "invalid frontend message type {}",
+                            if other.is_ascii_graphic() {
+                                (other as char).to_string()
+                            } else {
+                                format!("0x{other:02x}")
+                            }
+                        )))
+                    }
+                };
+            if let Err(end) = r {
+                return end;
+            }
+            if self.lease.is_none() {
+                // Between transactions: pick up a reloaded configuration.
+                let current = self.proxy.runtime();
+                if !Arc::ptr_eq(&current, &self.rt) {
+                    self.rt = current;
+                }
+            }
+        }
+    }
+
+    /// Sends an ErrorResponse and ReadyForQuery (for errors the proxy raises
+    /// before a statement reaches a backend).
+    async fn error_and_ready(&mut self, e: SqlError) -> Result<(), End> {
+        if e.fatal {
+            return Err(End::Fatal(e));
+        }
+        e.encode(&mut self.out);
+        if self.tx == b'T' {
+            // Postgres aborts the transaction on any error inside it; the
+            // backend must agree, so fail it there too.
+            self.tx = b'E';
+            if let Some(lease) = self.lease.as_mut() {
+                let sql = extended::raise_sql(e.code, &e.message);
+                let _ = lease.backend().execute_silently(&sql).await;
+            }
+        }
+        messages::ready_for_query(&mut self.out, self.tx);
+        self.flush_client().await
+    }
+
+    async fn flush_client(&mut self) -> Result<(), End> {
+        if !self.out.is_empty() {
+            self.client.write_all(&self.out).await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    /// Makes sure a backend of `shard` is held and ready for this client's
+    /// settings. Within a transaction the held backend's shard must match.
+    async fn acquire(&mut self, shard: usize) -> Result<(), SqlError> {
+        if self.lease.is_some() {
+            if self.lease_shard == shard {
+                return Ok(());
+            }
+            if self.tx != b'I' {
+                let held = &self.rt.pools[self.lease_shard].name;
+                let want = self
+                    .rt
+                    .pools
+                    .get(shard)
+                    .map(|p| p.name.as_str())
+                    .unwrap_or("?");
+                return Err(SqlError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    format!("transaction is pinned to shard \"{held}\"; this statement needs shard \"{want}\""),
+                )
+                .with_hint("Keep a transaction's statements on one shard key, or enable proxy.two_phase_commit."));
+            }
+            self.release().await;
+        }
+        let pool = self
+            .rt
+            .pools
+            .get(shard)
+            .ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::INTERNAL_ERROR,
+                    format!("no shard with index {shard}"),
+                )
+            })?
+            .clone();
+        let mut lease = pool.checkout().await?;
+        let be = lease.backend();
+        match self.settings.apply_to(be).await {
+            Ok(Ok(())) => {}
+            Ok(Err((code, msg))) => {
+                lease.release();
+                return Err(SqlError::new(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    format!(
+                        "cannot apply session settings on shard \"{}\": {code} {msg}",
+                        pool.name
+                    ),
+                ));
+            }
+            Err(e) => return Err(SqlError::shard_unavailable(&pool.name, e)),
+        }
+        if let Ok(mut r) = self.info.running_on.lock() {
+            r.clear();
+            r.push(be.cancel.clone());
+        }
+        self.lease = Some(lease);
+        self.lease_shard = shard;
+        Ok(())
+    }
+
+    /// Returns the held backend to its pool (after reading back settings the
+    /// transaction may have changed). Only called when the backend is idle.
+    async fn release(&mut self) {
+        let Some(mut lease) = self.lease.take() else {
+            return;
+        };
+        lease
+            .pool()
+            .stats
+            .transactions
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut r) = self.info.running_on.lock() {
+            r.clear();
+        }
+        if self.settings_dirty {
+            self.settings_dirty = false;
+            if self.settings.capture_from(lease.backend()).await.is_err() {
+                return; // dropping the lease closes the backend
+            }
+        }
+        self.unnamed_on_lease = false;
+        lease.release();
+    }
+
+    /// Drops the held backend without reuse (its state is unknown).
+    fn discard_backend(&mut self) {
+        self.lease = None;
+        self.unnamed_on_lease = false;
+        if let Ok(mut r) = self.info.running_on.lock() {
+            r.clear();
+        }
+    }
+
+    /// End of session: a backend left inside a transaction is rolled back and
+    /// returned to the pool in the background.
+    async fn finish(&mut self) {
+        if let Some(mut lease) = self.lease.take() {
+            if self.tx != b'I' {
+                tokio::spawn(async move {
+                    let clean = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        lease.backend().execute_silently("ROLLBACK"),
+                    )
+                    .await;
+                    if matches!(clean, Ok(Ok(Ok(())))) {
+                        lease.release();
+                    }
+                });
+            } else {
+                lease.release();
+            }
+        }
+        let _ = self.client.shutdown().await;
+    }
+}

@@ -1,0 +1,328 @@
+//! One connection to a shard: connect, authenticate as the URL's user, then
+//! read frames for the session to relay.
+
+use super::addr::BackendAddr;
+use super::stream::BackendStream;
+use crate::data::codec::error::parse_error_fields;
+use crate::data::codec::{messages, Frame, FrameReader, SqlError};
+use bytes::BytesMut;
+use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
+use postgres_protocol::message::frontend;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpStream, UnixStream};
+
+/// Largest message accepted from a backend (Postgres' own limit is 1 GiB).
+const MAX_BACKEND_MESSAGE: usize = 1 << 30;
+
+/// Where to send a CancelRequest for the query a backend is running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CancelTarget {
+    pub addr: BackendAddr,
+    pub pid: i32,
+    pub secret: i32,
+}
+
+impl CancelTarget {
+    /// Sends the CancelRequest on a new connection (as Postgres requires).
+    pub async fn cancel(&self) -> std::io::Result<()> {
+        let mut buf = BytesMut::new();
+        frontend::cancel_request(self.pid, self.secret, &mut buf);
+        let mut s = open(&self.addr).await?;
+        s.write_all(&buf).await?;
+        s.shutdown().await.ok();
+        Ok(())
+    }
+}
+
+async fn open(addr: &BackendAddr) -> std::io::Result<BackendStream> {
+    if addr.is_unix() {
+        let path = format!("{}/.s.PGSQL.{}", addr.host, addr.port);
+        Ok(BackendStream::Unix(UnixStream::connect(path).await?))
+    } else {
+        let s = TcpStream::connect((addr.host.as_str(), addr.port)).await?;
+        s.set_nodelay(true)?;
+        Ok(BackendStream::Tcp(s))
+    }
+}
+
+/// An authenticated connection to one shard.
+#[derive(Debug)]
+pub struct Backend {
+    pub stream: BackendStream,
+    pub reader: FrameReader,
+    pub cancel: CancelTarget,
+    /// ParameterStatus values the server reported at startup.
+    pub server_params: Vec<(String, String)>,
+    /// Names of the statements prepared on this connection (see session::prepared).
+    pub prepared: HashSet<u64>,
+    /// Fingerprint of the session settings (SET) applied to this connection.
+    pub settings_fingerprint: u64,
+    pub created: Instant,
+    pub last_used: Instant,
+}
+
+impl Backend {
+    /// Connects and authenticates, with `timeout` for the whole handshake.
+    pub async fn connect(
+        addr: &BackendAddr,
+        shard: &str,
+        timeout: Duration,
+    ) -> Result<Backend, SqlError> {
+        match tokio::time::timeout(timeout, Backend::connect_inner(addr, shard)).await {
+            Ok(r) => r,
+            Err(_) => Err(SqlError::shard_unavailable(
+                shard,
+                format!(
+                    "connecting to {} timed out after {:?}",
+                    addr.display(),
+                    timeout
+                ),
+            )),
+        }
+    }
+
+    async fn connect_inner(addr: &BackendAddr, shard: &str) -> Result<Backend, SqlError> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            SqlError::shard_unavailable(shard, format!("{}: {e}", addr.display()))
+        };
+        let stream = open(addr).await.map_err(|e| unavailable(&e))?;
+        let mut be = Backend {
+            stream,
+            reader: FrameReader::new(MAX_BACKEND_MESSAGE),
+            cancel: CancelTarget {
+                addr: addr.clone(),
+                pid: 0,
+                secret: 0,
+            },
+            server_params: Vec::new(),
+            prepared: HashSet::new(),
+            settings_fingerprint: 0,
+            created: Instant::now(),
+            last_used: Instant::now(),
+        };
+        let mut params: Vec<(&str, &str)> = vec![
+            ("user", addr.user.as_str()),
+            ("database", addr.database.as_str()),
+            ("client_encoding", "UTF8"),
+        ];
+        for (k, v) in &addr.params {
+            params.push((k.as_str(), v.as_str()));
+        }
+        let mut buf = BytesMut::new();
+        frontend::startup_message(params.iter().copied(), &mut buf).map_err(|e| unavailable(&e))?;
+        be.send(&buf).await.map_err(|e| unavailable(&e))?;
+        let mut scram: Option<ScramSha256> = None;
+        loop {
+            let f = be.next_frame().await.map_err(|e| unavailable(&e))?;
+            let body = f.body(&be.reader.buf).to_vec();
+            be.reader.skip(f);
+            match f.tag {
+                b'R' => {
+                    let code = read_i32(&body, 0);
+                    let mut out = BytesMut::new();
+                    let password = || {
+                        addr.password.clone().ok_or_else(|| {
+                            SqlError::shard_unavailable(
+                                shard,
+                                format!(
+                                    "{} asks for a password but the shard URL has none",
+                                    addr.display()
+                                ),
+                            )
+                        })
+                    };
+                    match code {
+                        0 => {}
+                        3 => {
+                            frontend::password_message(password()?.as_bytes(), &mut out)
+                                .map_err(|e| unavailable(&e))?;
+                        }
+                        5 => {
+                            let salt: [u8; 4] = body
+                                .get(4..8)
+                                .and_then(|s| s.try_into().ok())
+                                .ok_or_else(|| unavailable(&"malformed md5 request"))?;
+                            let hash = postgres_protocol::authentication::md5_hash(
+                                addr.user.as_bytes(),
+                                password()?.as_bytes(),
+                                salt,
+                            );
+                            frontend::password_message(hash.as_bytes(), &mut out)
+                                .map_err(|e| unavailable(&e))?;
+                        }
+                        10 => {
+                            let s = ScramSha256::new(
+                                password()?.as_bytes(),
+                                ChannelBinding::unsupported(),
+                            );
+                            frontend::sasl_initial_response("SCRAM-SHA-256", s.message(), &mut out)
+                                .map_err(|e| unavailable(&e))?;
+                            scram = Some(s);
+                        }
+                        11 | 12 => {
+                            let s = scram
+                                .as_mut()
+                                .ok_or_else(|| unavailable(&"unexpected SASL message"))?;
+                            if code == 11 {
+                                s.update(body.get(4..).unwrap_or(&[]))
+                                    .map_err(|e| unavailable(&e))?;
+                                frontend::sasl_response(s.message(), &mut out)
+                                    .map_err(|e| unavailable(&e))?;
+                            } else {
+                                s.finish(body.get(4..).unwrap_or(&[]))
+                                    .map_err(|e| unavailable(&e))?;
+                            }
+                        }
+                        other => {
+                            return Err(unavailable(&format!(
+                                "unsupported authentication method {other}"
+                            )))
+                        }
+                    }
+                    if !out.is_empty() {
+                        be.send(&out).await.map_err(|e| unavailable(&e))?;
+                    }
+                }
+                b'S' => {
+                    let mut parts = body.split(|&b| b == 0);
+                    let k = String::from_utf8_lossy(parts.next().unwrap_or(&[])).into_owned();
+                    let v = String::from_utf8_lossy(parts.next().unwrap_or(&[])).into_owned();
+                    be.server_params.push((k, v));
+                }
+                b'K' if body.len() >= 8 => {
+                    be.cancel.pid = read_i32(&body, 0);
+                    be.cancel.secret = read_i32(&body, 4);
+                }
+                b'E' => {
+                    let (_, msg) = parse_error_fields(&body);
+                    return Err(unavailable(&msg));
+                }
+                b'Z' => return Ok(be),
+                _ => {}
+            }
+        }
+    }
+
+    /// False when the server closed the socket while the backend sat idle
+    /// (restart, idle timeout): checked without blocking before reuse.
+    pub fn is_alive(&self) -> bool {
+        let mut b = [0u8; 1];
+        let r = match &self.stream {
+            BackendStream::Tcp(s) => s.try_read(&mut b),
+            BackendStream::Unix(s) => s.try_read(&mut b),
+        };
+        matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+
+    /// Writes bytes to the backend.
+    #[inline]
+    pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.stream.write_all(bytes).await
+    }
+
+    /// Reads until a whole frame is buffered; EOF is an error (the server went away).
+    #[inline]
+    pub async fn next_frame(&mut self) -> std::io::Result<Frame> {
+        match self.reader.next(&mut self.stream).await? {
+            Some(f) => Ok(f),
+            None => Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "server closed the connection",
+            )),
+        }
+    }
+
+    /// Runs a simple query for the proxy's own bookkeeping and returns its
+    /// rows as text (errors are returned as io errors: this SQL is ours).
+    pub async fn query_rows(&mut self, sql: &str) -> std::io::Result<Vec<Vec<Option<String>>>> {
+        let mut out = BytesMut::new();
+        messages::query(&mut out, sql);
+        self.send(&out).await?;
+        let mut rows = Vec::new();
+        let mut err = None;
+        loop {
+            let f = self.next_frame().await?;
+            match f.tag {
+                b'D' => rows.push(data_row_values(f.body(&self.reader.buf))),
+                b'E' => err = Some(parse_error_fields(f.body(&self.reader.buf)).1),
+                b'Z' => {
+                    self.reader.skip(f);
+                    return match err {
+                        Some(e) => Err(std::io::Error::other(e)),
+                        None => Ok(rows),
+                    };
+                }
+                _ => {}
+            }
+            self.reader.skip(f);
+        }
+    }
+
+    /// Runs `sql` as a simple query, discarding its results, and returns the
+    /// first error (for the proxy's own housekeeping: ROLLBACK, SET replay).
+    pub async fn execute_silently(
+        &mut self,
+        sql: &str,
+    ) -> Result<Result<(), (String, String)>, std::io::Error> {
+        let mut out = BytesMut::new();
+        messages::query(&mut out, sql);
+        self.send(&out).await?;
+        let mut err = None;
+        loop {
+            let f = self.next_frame().await?;
+            match f.tag {
+                b'E' if err.is_none() => err = Some(parse_error_fields(f.body(&self.reader.buf))),
+                b'Z' => {
+                    self.reader.skip(f);
+                    return Ok(match err {
+                        Some(e) => Err(e),
+                        None => Ok(()),
+                    });
+                }
+                // COPY started by housekeeping SQL can't happen; refuse politely if it does.
+                b'G' => {
+                    let mut fail = BytesMut::new();
+                    frontend::copy_fail("shardproxy housekeeping", &mut fail).ok();
+                    self.reader.skip(f);
+                    self.send(&fail).await?;
+                    continue;
+                }
+                _ => {}
+            }
+            self.reader.skip(f);
+        }
+    }
+}
+
+/// Splits a DataRow body into text values.
+fn data_row_values(body: &[u8]) -> Vec<Option<String>> {
+    let n = i16::from_be_bytes([
+        body.first().copied().unwrap_or(0),
+        body.get(1).copied().unwrap_or(0),
+    ])
+    .max(0);
+    let mut at = 2;
+    let mut row = Vec::with_capacity(n as usize);
+    for _ in 0..n {
+        let len = read_i32(body, at);
+        at += 4;
+        if len < 0 {
+            row.push(None);
+        } else {
+            let v = body.get(at..at + len as usize).unwrap_or(&[]);
+            row.push(Some(String::from_utf8_lossy(v).into_owned()));
+            at += len as usize;
+        }
+    }
+    row
+}
+
+fn read_i32(b: &[u8], at: usize) -> i32 {
+    // Out-of-range reads give -1 (NULL / unknown) rather than panicking on a short message.
+    match b.get(at..at + 4) {
+        Some(v) => i32::from_be_bytes([v[0], v[1], v[2], v[3]]),
+        None => -1,
+    }
+}

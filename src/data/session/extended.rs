@@ -1,0 +1,454 @@
+//! The extended query protocol. Client messages are collected up to a Sync
+//! (or Flush), routed as one batch, translated for the backend (statement
+//! names made global, statements the backend lacks prepared first, Close of
+//! a statement answered by the proxy), sent in one write and relayed back.
+
+use super::prepared::PreparedStmt;
+use super::relay::{Expect, Relayed};
+use super::settings::may_drop_statements;
+use super::{End, Session};
+use crate::data::codec::error::sqlstate;
+use crate::data::codec::frontend::{BindMsg, ExecuteMsg, ParseMsg, TargetMsg};
+use crate::data::codec::{messages, SqlError};
+use crate::data::pool::Backend;
+use bytes::{BufMut, BytesMut};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+/// Most bytes of extended-protocol messages buffered before a Sync or Flush.
+const MAX_BATCH_EXTRA: usize = 1 << 20;
+
+impl Session {
+    /// Takes one extended-protocol message; a Sync or Flush runs the batch.
+    pub(super) async fn extended_message(&mut self, msg: BytesMut) -> Result<(), End> {
+        let tag = msg[0];
+        if self.skip_to_sync {
+            if tag != b'S' {
+                return Ok(());
+            }
+            self.skip_to_sync = false;
+            self.batch.clear();
+        }
+        if self.batch.len() + msg.len() > self.rt.config.proxy.max_message_bytes + MAX_BATCH_EXTRA {
+            return Err(End::Fatal(
+                SqlError::fatal(
+                    sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                    "too many pipelined messages without Sync or Flush",
+                )
+                .with_hint(
+                    "Send Sync (or Flush) at least every few megabytes of pipelined messages.",
+                ),
+            ));
+        }
+        self.batch.extend_from_slice(&msg);
+        if tag == b'S' || tag == b'H' {
+            let batch = std::mem::take(&mut self.batch);
+            let r = self.run_batch(&batch, tag == b'S').await;
+            self.batch = batch;
+            self.batch.clear();
+            return r;
+        }
+        Ok(())
+    }
+
+    /// Routes, translates, sends and relays one batch.
+    async fn run_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
+        let shard = match self.route_batch(batch) {
+            Ok(s) => s,
+            Err(e) => return self.batch_error(e, sync).await,
+        };
+        // A batch of only proxy-answered messages needs no backend.
+        if self.lease.is_none() && !needs_backend(batch) {
+            let mut q = VecDeque::new();
+            let mut sink = BytesMut::new();
+            self.translate(batch, None, &mut sink, &mut q)?;
+            for e in q {
+                if let Expect::Synth(b) = e {
+                    self.out.extend_from_slice(&b);
+                }
+            }
+            if sync {
+                messages::ready_for_query(&mut self.out, self.tx);
+            }
+            return self.flush_client().await;
+        }
+        if let Err(e) = self.acquire(shard).await {
+            return self.batch_error(e, sync).await;
+        }
+        let Some(mut lease) = self.lease.take() else {
+            return Ok(());
+        };
+        let mut wire = BytesMut::with_capacity(batch.len() + 64);
+        let mut queue = VecDeque::new();
+        if let Err(end) = self.translate(batch, Some(lease.backend()), &mut wire, &mut queue) {
+            self.lease = Some(lease);
+            return Err(end);
+        }
+        if let Err(e) = lease.backend().send(&wire).await {
+            return self.after_relay(lease, Relayed::Lost(e), sync).await;
+        }
+        lease
+            .pool()
+            .stats
+            .bytes_sent
+            .fetch_add(wire.len() as u64, Relaxed);
+        let r = self.relay(&mut lease, Some(&mut queue)).await?;
+        self.after_relay(lease, r, sync).await
+    }
+
+    /// An error raised before the batch reached a backend.
+    async fn batch_error(&mut self, e: SqlError, sync: bool) -> Result<(), End> {
+        if sync {
+            self.error_and_ready(e).await
+        } else {
+            if e.fatal {
+                return Err(End::Fatal(e));
+            }
+            e.encode(&mut self.out);
+            self.skip_to_sync = true;
+            self.flush_client().await
+        }
+    }
+
+    /// The shard for a batch: every routed statement in it must agree.
+    fn route_batch(&self, batch: &[u8]) -> Result<usize, SqlError> {
+        let mut chosen: Option<usize> = None;
+        for (tag, body) in frames(batch) {
+            let sql = match tag {
+                b'P' => ParseMsg::decode(body).ok().map(|p| p.query),
+                _ => None,
+            };
+            if let Some(sql) = sql {
+                if super::routing::comment_hint(sql, "shard").is_some() {
+                    let s = self.route_sql(sql)?;
+                    if chosen.is_some_and(|c| c != s) {
+                        return Err(SqlError::new(
+                            sqlstate::FEATURE_NOT_SUPPORTED,
+                            "statements in one pipeline (up to Sync) go to different shards",
+                        )
+                        .with_hint("Send a Sync between statements for different shards."));
+                    }
+                    chosen = Some(s);
+                }
+            }
+        }
+        Ok(chosen.unwrap_or_else(|| self.default_shard()))
+    }
+
+    /// Translates client messages into what the backend gets (`wire`) and
+    /// what the proxy expects back (`queue`). With no backend, only
+    /// proxy-answered messages may be present.
+    fn translate(
+        &mut self,
+        batch: &[u8],
+        mut backend: Option<&mut Backend>,
+        wire: &mut BytesMut,
+        queue: &mut VecDeque<Expect>,
+    ) -> Result<(), End> {
+        let malformed = |e: crate::data::codec::frontend::MalformedMessage| {
+            End::Fatal(SqlError::protocol(e.to_string()))
+        };
+        let mut failed = false;
+        for (tag, body) in frames(batch) {
+            let raw = &batch[frame_start(batch, body)..frame_start(batch, body) + 5 + body.len()];
+            if failed && tag != b'S' {
+                continue;
+            }
+            match tag {
+                b'P' => {
+                    let p = ParseMsg::decode(body).map_err(malformed)?;
+                    if !p.name.is_empty() && self.prepared.contains(p.name) {
+                        raise(
+                            wire,
+                            queue,
+                            sqlstate::DUPLICATE_PREPARED_STATEMENT,
+                            &format!("prepared statement \"{}\" already exists", p.name),
+                        );
+                        failed = true;
+                        continue;
+                    }
+                    let stmt = Arc::new(PreparedStmt::new(p.query, p.param_types));
+                    self.prepared.insert(p.name, stmt.clone());
+                    if p.name.is_empty() {
+                        wire.extend_from_slice(raw);
+                        queue.push_back(Expect::Reply {
+                            swallow: false,
+                            parsed: None,
+                        });
+                        self.unnamed_on_lease = true;
+                    } else if let Some(be) = backend.as_deref_mut() {
+                        if be.prepared.contains(&stmt.hash) {
+                            let mut b = BytesMut::new();
+                            messages::empty(&mut b, b'1');
+                            queue.push_back(Expect::Synth(b));
+                        } else {
+                            p.encode_renamed(&stmt.global_name, wire);
+                            be.prepared.insert(stmt.hash);
+                            queue.push_back(Expect::Reply {
+                                swallow: false,
+                                parsed: Some(stmt.hash),
+                            });
+                        }
+                    }
+                }
+                b'B' => {
+                    let b = BindMsg::decode(body).map_err(malformed)?;
+                    match self.ensure_prepared(b.statement, backend.as_deref_mut(), wire, queue) {
+                        Some(global) => {
+                            if b.statement.is_empty() {
+                                wire.extend_from_slice(raw);
+                            } else {
+                                b.encode_renamed(&global, wire);
+                            }
+                            queue.push_back(Expect::Reply {
+                                swallow: false,
+                                parsed: None,
+                            });
+                        }
+                        None => {
+                            failed = true;
+                            raise(
+                                wire,
+                                queue,
+                                sqlstate::INVALID_SQL_STATEMENT_NAME,
+                                &missing(b.statement),
+                            );
+                        }
+                    }
+                }
+                b'D' => {
+                    let d = TargetMsg::decode(body, "Describe").map_err(malformed)?;
+                    if d.kind == b'S' {
+                        match self.ensure_prepared(d.name, backend.as_deref_mut(), wire, queue) {
+                            Some(global) => d.encode_renamed(
+                                b'D',
+                                if d.name.is_empty() { "" } else { &global },
+                                wire,
+                            ),
+                            None => {
+                                failed = true;
+                                raise(
+                                    wire,
+                                    queue,
+                                    sqlstate::INVALID_SQL_STATEMENT_NAME,
+                                    &missing(d.name),
+                                );
+                                continue;
+                            }
+                        }
+                    } else {
+                        wire.extend_from_slice(raw);
+                    }
+                    queue.push_back(Expect::Reply {
+                        swallow: false,
+                        parsed: None,
+                    });
+                }
+                b'E' => {
+                    ExecuteMsg::decode(body).map_err(malformed)?;
+                    wire.extend_from_slice(raw);
+                    queue.push_back(Expect::Reply {
+                        swallow: false,
+                        parsed: None,
+                    });
+                }
+                b'C' => {
+                    let c = TargetMsg::decode(body, "Close").map_err(malformed)?;
+                    if c.kind == b'S' {
+                        // Other clients may share the server-side statement: answer here.
+                        self.prepared.remove(c.name);
+                        let mut b = BytesMut::new();
+                        messages::empty(&mut b, b'3');
+                        queue.push_back(Expect::Synth(b));
+                    } else {
+                        wire.extend_from_slice(raw);
+                        queue.push_back(Expect::Reply {
+                            swallow: false,
+                            parsed: None,
+                        });
+                    }
+                }
+                b'H' => wire.extend_from_slice(raw),
+                b'S' => {
+                    wire.extend_from_slice(raw);
+                    queue.push_back(Expect::Sync);
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes sure statement `name` exists on the backend; returns its
+    /// backend-side name, or None if the client never prepared it.
+    fn ensure_prepared(
+        &mut self,
+        name: &str,
+        backend: Option<&mut Backend>,
+        wire: &mut BytesMut,
+        queue: &mut VecDeque<Expect>,
+    ) -> Option<String> {
+        let stmt = self.prepared.get(name)?.clone();
+        if stmt.touches_settings {
+            self.settings_dirty = true;
+            if may_drop_statements(&stmt.query) {
+                if let Some(be) = backend {
+                    // DISCARD/DEALLOCATE ALL drop every server-side statement.
+                    be.prepared.clear();
+                    let missing = !self.unnamed_on_lease || !name.is_empty();
+                    if missing {
+                        inject_parse(name, &stmt, wire, queue);
+                    }
+                    self.unnamed_on_lease = name.is_empty();
+                }
+                return Some(stmt.global_name.clone());
+            }
+        }
+        let be = backend?;
+        if name.is_empty() {
+            if !self.unnamed_on_lease {
+                inject_parse("", &stmt, wire, queue);
+                self.unnamed_on_lease = true;
+            }
+        } else if !be.prepared.contains(&stmt.hash) {
+            inject_parse(&stmt.global_name, &stmt, wire, queue);
+            be.prepared.insert(stmt.hash);
+            if let Some(Expect::Reply { parsed, .. }) = queue.back_mut() {
+                *parsed = Some(stmt.hash);
+            }
+        }
+        Some(stmt.global_name.clone())
+    }
+}
+
+/// Prepares `stmt` under `name` on the backend; its ParseComplete is swallowed.
+fn inject_parse(
+    name: &str,
+    stmt: &PreparedStmt,
+    wire: &mut BytesMut,
+    queue: &mut VecDeque<Expect>,
+) {
+    ParseMsg {
+        name,
+        query: &stmt.query,
+        param_types: &stmt.param_types,
+    }
+    .encode_renamed(name, wire);
+    queue.push_back(Expect::Reply {
+        swallow: true,
+        parsed: None,
+    });
+}
+
+/// Makes the backend itself raise an error (so its transaction state agrees
+/// with what the client sees) and skip to Sync, as Postgres would.
+fn raise(wire: &mut BytesMut, queue: &mut VecDeque<Expect>, code: &str, message: &str) {
+    let sql = raise_sql(code, message);
+    ParseMsg {
+        name: "",
+        query: &sql,
+        param_types: &[],
+    }
+    .encode_renamed("", wire);
+    queue.push_back(Expect::Reply {
+        swallow: true,
+        parsed: None,
+    });
+    // Bind "" with no parameters and no result formats.
+    wire.put_u8(b'B');
+    wire.put_i32(4 + 1 + 1 + 2 + 2 + 2);
+    wire.put_slice(b"\0\0");
+    wire.put_i16(0);
+    wire.put_i16(0);
+    wire.put_i16(0);
+    queue.push_back(Expect::Reply {
+        swallow: true,
+        parsed: None,
+    });
+    wire.put_u8(b'E');
+    wire.put_i32(4 + 1 + 4);
+    wire.put_u8(0);
+    wire.put_i32(0);
+    queue.push_back(Expect::Reply {
+        swallow: false,
+        parsed: None,
+    });
+}
+
+/// A `DO` block raising `message` with SQLSTATE `code`, safely quoted.
+pub(super) fn raise_sql(code: &str, message: &str) -> String {
+    let mut m = String::from("$m$");
+    while message.contains(&m) {
+        m.insert(m.len() - 1, 'x');
+    }
+    let mut b = String::from("$b$");
+    while message.contains(&b) || m.contains(&b) {
+        b.insert(b.len() - 1, 'x');
+    }
+    format!(
+        "DO {b} BEGIN RAISE EXCEPTION USING ERRCODE = '{code}', MESSAGE = {m}{message}{m}; END {b}"
+    )
+}
+
+fn missing(name: &str) -> String {
+    if name.is_empty() {
+        "unnamed prepared statement does not exist".into()
+    } else {
+        format!("prepared statement \"{name}\" does not exist")
+    }
+}
+
+/// True when some message in the batch must reach a backend.
+fn needs_backend(batch: &[u8]) -> bool {
+    frames(batch).any(|(tag, body)| match tag {
+        b'C' => body.first() != Some(&b'S'),
+        b'S' | b'H' => false,
+        _ => true,
+    })
+}
+
+/// Iterates (tag, body) over a buffer of complete frames.
+fn frames(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let rest = buf.get(at..)?;
+        if rest.len() < 5 {
+            return None;
+        }
+        let len = i32::from_be_bytes([rest[1], rest[2], rest[3], rest[4]]) as usize + 1;
+        let body = rest.get(5..len)?;
+        at += len;
+        Some((rest[0], body))
+    })
+}
+
+/// Offset of the frame whose body is `body` within `batch`.
+fn frame_start(batch: &[u8], body: &[u8]) -> usize {
+    body.as_ptr() as usize - batch.as_ptr() as usize - 5
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raise_sql_quotes_the_message() {
+        let s = raise_sql("26000", "statement \"a$m$b\" does not exist");
+        assert!(
+            s.contains("$xm$statement \"a$m$b\" does not exist$xm$"),
+            "{s}"
+        );
+        assert!(s.starts_with("DO $b$"));
+    }
+
+    #[test]
+    fn frames_iterates_whole_frames() {
+        let mut b = BytesMut::new();
+        messages::sync(&mut b);
+        messages::query(&mut b, "x");
+        let v: Vec<_> = frames(&b).map(|(t, body)| (t, body.len())).collect();
+        assert_eq!(v, vec![(b'S', 0), (b'Q', 2)]);
+        assert!(!needs_backend(&b[..5]));
+    }
+}

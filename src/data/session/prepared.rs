@@ -1,0 +1,125 @@
+//! Client prepared statements under transaction pooling.
+//!
+//! A client's named statements live here, not on one backend: the next
+//! transaction may land on another backend. Each statement gets a global name
+//! derived from its text and parameter types (`sp` + 16 hex digits), so
+//! every client preparing the same SQL shares one server-side statement per
+//! backend; a backend remembers which global names it has (see
+//! `Backend::prepared`), and the session prepares a statement on a backend
+//! that lacks it just before it is used. Close of a statement is answered by
+//! the proxy and never reaches a backend (other clients may share it).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+/// A statement as the client prepared it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PreparedStmt {
+    /// Identity of (query, parameter types); also the backend-side name.
+    pub hash: u64,
+    pub global_name: String,
+    pub query: String,
+    /// Raw parameter type OIDs from the Parse message.
+    pub param_types: Vec<u8>,
+    /// True when running it may change session settings (SET, RESET, ...).
+    pub touches_settings: bool,
+}
+
+/// Fixed-key hasher so global names are the same in every proxy process
+/// (several proxies may share backends' statement names through restarts).
+fn stable_hash(query: &str, param_types: &[u8]) -> u64 {
+    let mut h =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+            .build_hasher();
+    h.write(query.as_bytes());
+    h.write_u8(0);
+    h.write(param_types);
+    h.finish()
+}
+
+impl PreparedStmt {
+    pub fn new(query: &str, param_types: &[u8]) -> PreparedStmt {
+        let hash = stable_hash(query, param_types);
+        PreparedStmt {
+            hash,
+            global_name: format!("sp{hash:016x}"),
+            query: query.to_string(),
+            param_types: param_types.to_vec(),
+            touches_settings: super::settings::may_change_settings(query),
+        }
+    }
+}
+
+/// One client's statements: named ones and the unnamed one.
+#[derive(Debug, Default)]
+pub struct PreparedRegistry {
+    named: HashMap<String, Arc<PreparedStmt>>,
+    unnamed: Option<Arc<PreparedStmt>>,
+}
+
+impl PreparedRegistry {
+    pub fn get(&self, name: &str) -> Option<&Arc<PreparedStmt>> {
+        if name.is_empty() {
+            self.unnamed.as_ref()
+        } else {
+            self.named.get(name)
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Records a Parse. The unnamed statement is replaced; a named one must be new.
+    pub fn insert(&mut self, name: &str, stmt: Arc<PreparedStmt>) {
+        if name.is_empty() {
+            self.unnamed = Some(stmt);
+        } else {
+            self.named.insert(name.to_string(), stmt);
+        }
+    }
+
+    pub fn remove(&mut self, name: &str) {
+        if name.is_empty() {
+            self.unnamed = None;
+        } else {
+            self.named.remove(name);
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.named.len() + usize::from(self.unnamed.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_sql_same_global_name_different_types_differ() {
+        let a = PreparedStmt::new("select $1", &[0, 0, 0, 23]);
+        let b = PreparedStmt::new("select $1", &[0, 0, 0, 23]);
+        let c = PreparedStmt::new("select $1", &[0, 0, 0, 20]);
+        assert_eq!(a.global_name, b.global_name);
+        assert_ne!(a.global_name, c.global_name);
+        assert_eq!(a.global_name.len(), 18);
+    }
+
+    #[test]
+    fn registry_tracks_named_and_unnamed() {
+        let mut r = PreparedRegistry::default();
+        r.insert("", Arc::new(PreparedStmt::new("select 1", &[])));
+        r.insert("s", Arc::new(PreparedStmt::new("select 2", &[])));
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.get("s").unwrap().query, "select 2");
+        r.remove("s");
+        r.remove("");
+        assert!(r.is_empty());
+    }
+}

@@ -1,0 +1,306 @@
+//! Backend → client forwarding. Frames are copied through as they are (never
+//! decoded) except the few the proxy must see: ReadyForQuery (transaction
+//! status), ErrorResponse (an extended-protocol batch skips to Sync), the
+//! replies to messages the proxy injected (swallowed), and CopyInResponse
+//! (the client's COPY data then flows the other way).
+
+use super::{End, Session};
+use crate::data::codec::frame::peek_frame;
+use crate::data::codec::{messages, SqlError};
+use crate::data::pool::Lease;
+use bytes::{Buf, BytesMut};
+use std::collections::VecDeque;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Instant;
+
+/// What the proxy expects back for each message it sent in an
+/// extended-protocol batch, in order.
+#[derive(Debug)]
+pub(super) enum Expect {
+    /// The backend's reply to a message: forwarded, or swallowed when the
+    /// proxy injected the message. `parsed` names a statement this message
+    /// prepares, forgotten again if the backend rejects it.
+    Reply { swallow: bool, parsed: Option<u64> },
+    /// A reply the proxy makes itself, emitted in its turn.
+    Synth(BytesMut),
+    /// The ReadyForQuery answering a Sync.
+    Sync,
+}
+
+/// How a relay ended.
+pub(super) enum Relayed {
+    /// ReadyForQuery with this transaction status.
+    Ready(u8),
+    /// Every expected reply arrived (a batch ending in Flush).
+    Drained,
+    /// The backend connection failed; the lease is gone.
+    Lost(std::io::Error),
+}
+
+/// Messages that complete the reply to one extended-protocol message.
+#[inline]
+fn completes_reply(tag: u8) -> bool {
+    matches!(tag, b'1' | b'2' | b'3' | b'n' | b'T' | b'C' | b'I' | b's')
+}
+
+impl Session {
+    /// Emits leading synthesized replies.
+    fn emit_synth(&mut self, queue: &mut VecDeque<Expect>) {
+        while let Some(Expect::Synth(_)) = queue.front() {
+            if let Some(Expect::Synth(b)) = queue.pop_front() {
+                self.out.extend_from_slice(&b);
+            }
+        }
+    }
+
+    /// Relays the backend's answer to what was just sent on `lease`.
+    /// `queue` is None for the simple protocol (everything up to
+    /// ReadyForQuery is forwarded).
+    pub(super) async fn relay(
+        &mut self,
+        lease: &mut Lease,
+        mut queue: Option<&mut VecDeque<Expect>>,
+    ) -> Result<Relayed, End> {
+        let started = Instant::now();
+        // An Arc of the pool, so stats can be bumped while `lease` is borrowed.
+        let pool = lease.pool().clone();
+        pool.stats.queries.fetch_add(1, Relaxed);
+        let mut swallowing = false;
+        if let Some(q) = queue.as_deref_mut() {
+            self.emit_synth(q);
+            if q.is_empty() {
+                self.flush_client().await?;
+                return Ok(Relayed::Drained);
+            }
+        }
+        loop {
+            let be = lease.backend();
+            let frame = match peek_frame(&be.reader.buf, be.reader.max) {
+                Ok(Some(f)) => f,
+                Ok(None) => {
+                    self.flush_client().await?;
+                    match be.next_frame().await {
+                        Ok(f) => f,
+                        Err(e) => return Ok(Relayed::Lost(e)),
+                    }
+                }
+                Err(e) => {
+                    return Ok(Relayed::Lost(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        e,
+                    )))
+                }
+            };
+            let tag = frame.tag;
+            let be = lease.backend();
+            let bytes = &be.reader.buf[..frame.len];
+            pool.stats
+                .bytes_received
+                .fetch_add(frame.len as u64, Relaxed);
+            match queue.as_deref_mut() {
+                None => {
+                    self.out.extend_from_slice(bytes);
+                    if tag == b'E' {
+                        pool.stats.errors.fetch_add(1, Relaxed);
+                    }
+                }
+                Some(q) => {
+                    if tag == b'Z' || tag == b'E' || completes_reply(tag) {
+                        self.emit_synth(q);
+                    }
+                    match tag {
+                        b'Z' => {
+                            if let Some(Expect::Sync) = q.front() {
+                                q.pop_front();
+                            }
+                            self.out.extend_from_slice(bytes);
+                        }
+                        b'E' => {
+                            pool.stats.errors.fetch_add(1, Relaxed);
+                            // Errors always reach the client, even for injected messages.
+                            self.out.extend_from_slice(bytes);
+                            let mut forget = Vec::new();
+                            if let Some(Expect::Reply {
+                                parsed: Some(h), ..
+                            }) = q.front()
+                            {
+                                forget.push(*h);
+                            }
+                            if matches!(q.front(), Some(Expect::Reply { .. })) {
+                                q.pop_front();
+                            }
+                            // The backend skips everything up to Sync.
+                            while let Some(e) = q.front() {
+                                match e {
+                                    Expect::Sync => break,
+                                    Expect::Reply {
+                                        parsed: Some(h), ..
+                                    } => forget.push(*h),
+                                    _ => {}
+                                }
+                                q.pop_front();
+                            }
+                            for h in forget {
+                                be.prepared.remove(&h);
+                            }
+                            swallowing = false;
+                        }
+                        t if completes_reply(t) => {
+                            let swallow = match q.pop_front() {
+                                Some(Expect::Reply { swallow, .. }) => swallow,
+                                _ => false,
+                            };
+                            if !swallow {
+                                self.out.extend_from_slice(bytes);
+                            }
+                            swallowing = false;
+                            self.emit_synth(q);
+                        }
+                        // Part of the reply in progress (ParameterDescription, DataRow, COPY).
+                        b't' | b'D' | b'd' | b'c' | b'H' | b'G' => {
+                            if !swallowing {
+                                swallowing =
+                                    matches!(q.front(), Some(Expect::Reply { swallow: true, .. }));
+                            }
+                            if !swallowing {
+                                self.out.extend_from_slice(bytes);
+                            }
+                        }
+                        // Asynchronous: NoticeResponse, ParameterStatus, NotificationResponse.
+                        _ => self.out.extend_from_slice(bytes),
+                    }
+                }
+            }
+            let status = if tag == b'Z' {
+                bytes.get(5).copied()
+            } else {
+                None
+            };
+            lease.backend().reader.buf.advance(frame.len);
+            if tag == b'G' {
+                if let Err(e) = self.copy_in(lease).await? {
+                    return Ok(Relayed::Lost(e));
+                }
+                continue;
+            }
+            if let Some(s) = status {
+                self.flush_client().await?;
+                pool.stats
+                    .latency_us_total
+                    .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                return Ok(Relayed::Ready(s));
+            }
+            if let Some(q) = queue.as_deref_mut() {
+                if q.is_empty() {
+                    self.flush_client().await?;
+                    return Ok(Relayed::Drained);
+                }
+            }
+        }
+    }
+
+    /// COPY FROM STDIN: forwards the client's CopyData until CopyDone or
+    /// CopyFail. The outer result is the client side, the inner the backend.
+    async fn copy_in(&mut self, lease: &mut Lease) -> Result<Result<(), std::io::Error>, End> {
+        self.flush_client().await?;
+        let mut chunk = BytesMut::new();
+        loop {
+            let f = match self.creader.next(&mut self.client).await {
+                Ok(Some(f)) => f,
+                Ok(None) | Err(_) => {
+                    // Client gone mid-COPY: abort the COPY so the backend is reusable.
+                    let mut fail = BytesMut::new();
+                    postgres_protocol::message::frontend::copy_fail(
+                        "client disconnected during COPY",
+                        &mut fail,
+                    )
+                    .ok();
+                    let _ = lease.backend().send(&fail).await;
+                    return Err(End::Client);
+                }
+            };
+            match f.tag {
+                b'd' | b'c' | b'f' | b'H' | b'S' => {
+                    chunk.extend_from_slice(&self.creader.buf[..f.len]);
+                    self.creader.skip(f);
+                    let done = matches!(f.tag, b'c' | b'f');
+                    // Send what is buffered when the input runs dry or COPY ends.
+                    if done
+                        || chunk.len() > 64 * 1024
+                        || self.creader.peek().ok().flatten().is_none()
+                    {
+                        if let Err(e) = lease.backend().send(&chunk).await {
+                            return Ok(Err(e));
+                        }
+                        lease
+                            .pool()
+                            .stats
+                            .bytes_sent
+                            .fetch_add(chunk.len() as u64, Relaxed);
+                        chunk.clear();
+                    }
+                    if done {
+                        return Ok(Ok(()));
+                    }
+                }
+                other => {
+                    let mut fail = BytesMut::new();
+                    postgres_protocol::message::frontend::copy_fail(
+                        "protocol violation",
+                        &mut fail,
+                    )
+                    .ok();
+                    let _ = lease.backend().send(&fail).await;
+                    return Err(End::Fatal(SqlError::protocol(format!(
+                        "unexpected message type 0x{other:02X} during COPY from stdin"
+                    ))));
+                }
+            }
+        }
+    }
+
+    /// Handles the end of a relay: keeps or releases the backend, and turns a
+    /// lost backend into an error for the client.
+    pub(super) async fn after_relay(
+        &mut self,
+        lease: Lease,
+        r: Relayed,
+        was_sync: bool,
+    ) -> Result<(), End> {
+        match r {
+            Relayed::Ready(status) => {
+                self.tx = status;
+                if let Ok(mut s) = self.info.state.lock() {
+                    *s = status;
+                }
+                self.lease = Some(lease);
+                if status == b'I' {
+                    self.release().await;
+                }
+                Ok(())
+            }
+            Relayed::Drained => {
+                self.lease = Some(lease);
+                Ok(())
+            }
+            Relayed::Lost(e) => {
+                let name = lease.pool().name.clone();
+                lease.pool().stats.errors.fetch_add(1, Relaxed);
+                drop(lease);
+                self.discard_backend();
+                let err = SqlError::shard_unavailable(&name, format!("connection lost: {e}"));
+                if self.tx != b'I' {
+                    // The transaction died with its backend: like Postgres, end the session.
+                    return Err(End::Fatal(SqlError { fatal: true, ..err }));
+                }
+                err.encode(&mut self.out);
+                if was_sync {
+                    messages::ready_for_query(&mut self.out, b'I');
+                } else {
+                    self.skip_to_sync = true;
+                }
+                self.flush_client().await
+            }
+        }
+    }
+}
