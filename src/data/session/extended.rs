@@ -436,7 +436,7 @@ mod tests {
     fn raise_sql_quotes_the_message() {
         let s = raise_sql("26000", "statement \"a$m$b\" does not exist");
         assert!(
-            s.contains("$xm$statement \"a$m$b\" does not exist$xm$"),
+            s.contains("$mx$statement \"a$m$b\" does not exist$mx$"),
             "{s}"
         );
         assert!(s.starts_with("DO $b$"));
