@@ -6,6 +6,7 @@
 //! the demo's shards, schema, config and data.
 
 pub mod demo;
+mod demo_data;
 pub mod local;
 mod process;
 mod template;
