@@ -333,7 +333,9 @@ impl Config {
     /// The table entry for `name` (case-insensitive, schema prefix ignored).
     pub fn table(&self, name: &str) -> Option<&TableConfig> {
         let bare = name.rsplit('.').next().unwrap_or(name);
-        self.tables.iter().find(|t| t.name.eq_ignore_ascii_case(bare))
+        self.tables
+            .iter()
+            .find(|t| t.name.eq_ignore_ascii_case(bare))
     }
 
     /// The shard index for `name`.

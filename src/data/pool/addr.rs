@@ -142,7 +142,8 @@ mod tests {
 
     #[test]
     fn parses_full_url() {
-        let a = BackendAddr::parse("postgres://u:p%40ss@127.0.0.1:5433/db?application_name=x").unwrap();
+        let a =
+            BackendAddr::parse("postgres://u:p%40ss@127.0.0.1:5433/db?application_name=x").unwrap();
         assert_eq!(a.user, "u");
         assert_eq!(a.password.as_deref(), Some("p@ss"));
         assert_eq!(a.host, "127.0.0.1");

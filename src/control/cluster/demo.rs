@@ -1,0 +1,1 @@
+//! `shardproxy demo`: shards, schema, config and data for a local demo (in progress).

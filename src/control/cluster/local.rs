@@ -1,0 +1,321 @@
+//! A Postgres server this process started on a local data directory: the shards
+//! of `shardproxy demo` and of the test suite.
+//!
+//! `pg_ctl` does the daemonising and the readiness wait (it watches
+//! postmaster.pid), so the server never holds our stdout/stderr open; we only
+//! add a TCP check and remember the postmaster PID to prove it is gone on stop.
+
+use super::process::{self, pg_command};
+use super::template;
+use std::fs;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to start or stop before we give up.
+const TIMEOUT: Duration = Duration::from_secs(30);
+/// Unix socket paths are limited to 107 bytes; past that we go TCP-only.
+const MAX_SOCKET_PATH: usize = 100;
+
+/// How a cluster is configured beyond what every cluster gets.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// Keep `fsync` and full-page writes on (the demo). Off (the default) is
+    /// faster and fine for throwaway test clusters.
+    pub durable: bool,
+    /// Extra `postgresql.conf` settings, written after ours (so they win).
+    pub settings: Vec<(String, String)>,
+}
+
+impl ClusterOptions {
+    /// Options for a cluster whose data must survive a crash.
+    pub fn durable() -> Self {
+        ClusterOptions {
+            durable: true,
+            settings: Vec::new(),
+        }
+    }
+}
+
+/// A running Postgres server that this process started (or adopted) and stops on drop.
+#[derive(Debug)]
+pub struct LocalCluster {
+    data_dir: PathBuf,
+    bin: PathBuf,
+    port: u16,
+    pid: u32,
+    stopped: bool,
+    detached: bool,
+}
+
+impl LocalCluster {
+    /// See [`template::bin_dir`].
+    pub fn bin_dir() -> Result<PathBuf, String> {
+        template::bin_dir()
+    }
+
+    /// Starts a throwaway (fsync off) cluster on `data_dir`, creating it from the
+    /// initdb template when it holds no PG_VERSION.
+    pub fn start(data_dir: &Path, port: u16) -> Result<LocalCluster, String> {
+        Self::start_with(data_dir, port, &ClusterOptions::default())
+    }
+
+    /// Starts a cluster on `data_dir` listening on 127.0.0.1:`port`. An existing
+    /// data directory is reused; a server already running on it on the same port
+    /// is adopted, one on another port is restarted.
+    pub fn start_with(
+        data_dir: &Path,
+        port: u16,
+        opts: &ClusterOptions,
+    ) -> Result<LocalCluster, String> {
+        let bin = template::bin_dir()?;
+        process::check_pg_user()?;
+        let data_dir = absolute(data_dir)?;
+        if !data_dir.join("PG_VERSION").exists() {
+            let tpl = template::ensure_template(&bin)?;
+            template::copy_template(&tpl, &data_dir)?;
+        }
+        let mut cluster = LocalCluster {
+            data_dir,
+            bin,
+            port,
+            pid: 0,
+            stopped: true,
+            detached: false,
+        };
+        if let Some((pid, running_port)) = cluster.running_postmaster() {
+            cluster.pid = pid;
+            cluster.port = running_port;
+            cluster.stopped = false;
+            if running_port == port {
+                cluster.wait_accepting(Instant::now() + TIMEOUT)?;
+                return Ok(cluster);
+            }
+            cluster.stop()?;
+            cluster.port = port;
+        }
+        cluster.write_settings(opts)?;
+        let started = process::run(
+            pg_command(&cluster.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&cluster.data_dir)
+                .arg("-l")
+                .arg(cluster.log_path())
+                .args(["-w", "-t", &TIMEOUT.as_secs().to_string(), "start"]),
+            "pg_ctl start",
+        );
+        if let Err(e) = started {
+            return Err(cluster.with_log(&format!(
+                "starting Postgres on {} (port {port}): {e}",
+                cluster.data_dir.display()
+            )));
+        }
+        let (pid, _) = cluster.running_postmaster().ok_or_else(|| {
+            cluster
+                .with_log("pg_ctl said the server started but postmaster.pid names no live server")
+        })?;
+        cluster.pid = pid;
+        cluster.stopped = false;
+        cluster.wait_accepting(Instant::now() + TIMEOUT)?;
+        Ok(cluster)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The postmaster's PID.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The Postgres `bin` directory this cluster runs from (psql, pgbench, ...).
+    pub fn bin(&self) -> &Path {
+        &self.bin
+    }
+
+    /// Where the server logs (appended across restarts).
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.join("server.log")
+    }
+
+    /// The directory holding the Unix socket, when the path is short enough to have one.
+    pub fn socket_dir(&self) -> Option<&Path> {
+        socket_dir_for(&self.data_dir, self.port)
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/database` (trust auth, no password).
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+
+    /// True until [`stop`](Self::stop) has succeeded.
+    pub fn is_running(&self) -> bool {
+        !self.stopped && process::postgres_alive(self.pid)
+    }
+
+    /// Leaves the server running when this value is dropped.
+    pub fn detach(&mut self) {
+        self.detached = true;
+    }
+
+    /// The last `lines` lines of the server log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(self.log_path()).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Fast shutdown (`pg_ctl stop -m fast`, falling back to SIGINT then
+    /// SIGQUIT to the PID) and waits until the postmaster is gone. Idempotent.
+    pub fn stop(&mut self) -> Result<(), String> {
+        if self.stopped {
+            return Ok(());
+        }
+        let pg_ctl = process::run(
+            pg_command(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data_dir)
+                .args([
+                    "-m",
+                    "fast",
+                    "-w",
+                    "-t",
+                    &TIMEOUT.as_secs().to_string(),
+                    "stop",
+                ]),
+            "pg_ctl stop",
+        );
+        if !process::wait_gone(self.pid, Duration::from_secs(5)) {
+            process::signal(self.pid, "INT");
+            if !process::wait_gone(self.pid, TIMEOUT) {
+                // Immediate shutdown: no checkpoint, crash recovery on next start.
+                process::signal(self.pid, "QUIT");
+                if !process::wait_gone(self.pid, Duration::from_secs(10)) {
+                    return Err(format!(
+                        "Postgres (pid {}) on {} did not stop: {}",
+                        self.pid,
+                        self.data_dir.display(),
+                        pg_ctl.err().unwrap_or_default()
+                    ));
+                }
+            }
+        }
+        self.stopped = true;
+        Ok(())
+    }
+
+    /// The live postmaster on our data dir, from postmaster.pid: (pid, port).
+    fn running_postmaster(&self) -> Option<(u32, u16)> {
+        let text = fs::read_to_string(self.data_dir.join("postmaster.pid")).ok()?;
+        let mut lines = text.lines();
+        let pid: u32 = lines.next()?.trim().parse().ok()?;
+        let port: u16 = lines.nth(2)?.trim().parse().ok()?;
+        process::postgres_alive(pid).then_some((pid, port))
+    }
+
+    /// Polls a TCP connect until the server accepts or the deadline passes.
+    fn wait_accepting(&self, deadline: Instant) -> Result<(), String> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        loop {
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline || !process::postgres_alive(self.pid) {
+                return Err(self.with_log(&format!(
+                    "Postgres on {} is not accepting connections on port {}",
+                    self.data_dir.display(),
+                    self.port
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Writes `shardproxy.conf` (included from postgresql.conf) with this cluster's settings.
+    fn write_settings(&self, opts: &ClusterOptions) -> Result<(), String> {
+        let conf = self.data_dir.join("postgresql.conf");
+        let main = fs::read_to_string(&conf)
+            .map_err(|e| format!("cannot read {}: {e}", conf.display()))?;
+        if !main.contains(template::INCLUDE_LINE) {
+            // A data directory not made from our template (e.g. older demo dir).
+            fs::write(&conf, format!("{main}\n{}\n", template::INCLUDE_LINE))
+                .map_err(|e| format!("cannot write {}: {e}", conf.display()))?;
+        }
+        let socket = socket_dir_for(&self.data_dir, self.port)
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        let durable = if opts.durable { "on" } else { "off" };
+        let mut text = format!(
+            "# Written by shardproxy on every start; edits are overwritten.\n\
+             listen_addresses = '127.0.0.1'\n\
+             port = {port}\n\
+             unix_socket_directories = '{socket}'\n\
+             wal_level = logical\n\
+             max_wal_senders = 16\n\
+             max_replication_slots = 16\n\
+             max_connections = 200\n\
+             max_prepared_transactions = 64\n\
+             fsync = {durable}\n\
+             full_page_writes = {durable}\n\
+             synchronous_commit = {durable}\n",
+            port = self.port,
+            socket = socket.replace('\'', "''"),
+        );
+        for (k, v) in &opts.settings {
+            text.push_str(&format!("{k} = '{}'\n", v.replace('\'', "''")));
+        }
+        let path = self.data_dir.join("shardproxy.conf");
+        fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        process::chown_to_pg(&path, false)
+    }
+
+    /// `message` followed by the tail of the server log, for start-up errors.
+    fn with_log(&self, message: &str) -> String {
+        let mut s = format!(
+            "{message}\n--- last lines of {} ---\n{}",
+            self.log_path().display(),
+            self.log_tail(20)
+        );
+        if s.contains("Permission denied") {
+            s.push_str(&format!(
+                "\nhint: every directory above {} must be searchable by the '{}' user",
+                self.data_dir.display(),
+                process::PG_USER
+            ));
+        }
+        s
+    }
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        if !self.detached {
+            let _ = self.stop();
+        }
+    }
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (bind to port 0, read it back).
+/// Another process may take it before the caller binds; callers that can, retry.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("cannot bind 127.0.0.1:0 to find a free port")
+}
+
+/// The data dir itself holds the socket, unless its path is too long for one.
+fn socket_dir_for(data_dir: &Path, port: u16) -> Option<&Path> {
+    let len = data_dir.as_os_str().len() + format!("/.s.PGSQL.{port}").len();
+    (len <= MAX_SOCKET_PATH).then_some(data_dir)
+}
+
+/// `path` made absolute against the current directory (the server runs in `/`).
+fn absolute(path: &Path) -> Result<PathBuf, String> {
+    std::path::absolute(path).map_err(|e| format!("cannot resolve {}: {e}", path.display()))
+}

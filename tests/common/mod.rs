@@ -1,0 +1,106 @@
+//! The shared test harness: throwaway Postgres clusters on free ports, a `psql`
+//! runner and a tokio-postgres connector. Every test binary that talks to a real
+//! server includes this with `mod common;` and uses the subset it needs.
+
+#![allow(dead_code)]
+
+use shardproxy::control::cluster::{free_port, LocalCluster};
+use std::ops::Deref;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Command;
+
+/// A cluster in its own temporary directory: stopped, then deleted, on drop.
+pub struct TempCluster {
+    // Declared first so it is dropped (stopped) before the directory goes.
+    cluster: LocalCluster,
+    dir: tempfile::TempDir,
+}
+
+impl TempCluster {
+    /// The temporary directory holding the data dir (`<dir>/data`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The cluster itself, e.g. to `stop()` it mid-test.
+    pub fn cluster_mut(&mut self) -> &mut LocalCluster {
+        &mut self.cluster
+    }
+}
+
+impl Deref for TempCluster {
+    type Target = LocalCluster;
+    fn deref(&self) -> &LocalCluster {
+        &self.cluster
+    }
+}
+
+/// Starts a fresh cluster (wal_level=logical, 2PC on, trust auth, fsync off)
+/// on a free port. Retries with another port if the chosen one was taken meanwhile.
+pub fn temp_cluster() -> TempCluster {
+    let dir = tempfile::Builder::new()
+        .prefix("shardproxy-test-")
+        .tempdir_in("/tmp")
+        .expect("create temp dir under /tmp");
+    // TempDir is 0700; the postgres user must be able to walk into it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod temp dir");
+    let data = dir.path().join("data");
+    let mut last_err = String::new();
+    for _ in 0..3 {
+        match LocalCluster::start(&data, free_port()) {
+            Ok(cluster) => return TempCluster { cluster, dir },
+            Err(e) => last_err = e,
+        }
+    }
+    panic!("could not start a test cluster: {last_err}");
+}
+
+/// Starts `n` clusters in parallel threads.
+pub fn temp_clusters(n: usize) -> Vec<TempCluster> {
+    let handles: Vec<_> = (0..n).map(|_| std::thread::spawn(temp_cluster)).collect();
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("cluster start thread panicked"))
+        .collect()
+}
+
+/// Runs `sql` with `psql -X -A -t -v ON_ERROR_STOP=1` against `url` and returns
+/// its stdout with trailing whitespace trimmed; panics with stderr on failure.
+pub fn psql(url: &str, sql: &str) -> String {
+    let psql = LocalCluster::bin_dir()
+        .map(|b| b.join("psql"))
+        .unwrap_or_else(|_| "psql".into());
+    let out = Command::new(psql)
+        .args([
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            url,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql");
+    assert!(
+        out.status.success(),
+        "psql failed on {url} running {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+}
+
+/// Connects with tokio-postgres (no TLS) and spawns the connection task.
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect to {url}: {e}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
