@@ -110,8 +110,45 @@ pub fn explain(c: &Config) -> String {
     s
 }
 
-/// `shardproxy demo`: starts local shards and serves in front of them.
+/// `shardproxy demo`: starts local shards, serves in front of them, loads the
+/// demo data through the proxy on the first run, and stops the shards on Ctrl-C.
 pub async fn demo(shards: usize, port: u16, data_dir: PathBuf) -> Result<(), String> {
-    let _ = (shards, port, data_dir);
-    Err("demo: not wired yet".into())
+    use crate::control::cluster::demo;
+    let opts = demo::DemoOptions {
+        shards,
+        port,
+        data_dir,
+    };
+    let setup = tokio::task::spawn_blocking(move || demo::prepare(&opts))
+        .await
+        .map_err(|e| format!("demo setup failed: {e}"))??;
+    let b = bind(setup.config.clone()).await?;
+    listener::install_signal_handlers(b.proxy.clone()).map_err(|e| e.to_string())?;
+    let serving = tokio::spawn(listener::serve(b.proxy.clone(), b.listener));
+    if setup.fresh {
+        let user = setup
+            .config
+            .users
+            .first()
+            .ok_or("demo config has no [[users]]")?;
+        let url = format!(
+            "postgres://{}:{}@{}/{}",
+            user.name,
+            user.password,
+            b.addr,
+            demo::DEMO_DB
+        );
+        let counts = demo::load_data(&url).await?;
+        eprintln!("loaded demo data through the proxy: {counts:?}");
+    }
+    println!("{}", demo::print_banner(&setup));
+    println!("Ctrl-C stops the proxy and the shards.");
+    let r = serving.await;
+    // Dropping the setup stops the shard clusters (by PID).
+    drop(setup);
+    match r {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
 }
