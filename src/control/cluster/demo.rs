@@ -160,10 +160,20 @@ pub fn print_banner(setup: &DemoSetup) -> String {
     for shard in &cfg.shards {
         s.push_str(&format!("    {:<8} psql \"{}\"\n", shard.name, shard.url));
     }
-    s.push_str(&format!(
-        "\n  try:\n    SELECT count(*) FROM orders;                       -- fans out to every shard\n    \
-         SELECT * FROM orders WHERE customer_id = {HOT_CUSTOMER} LIMIT 5;  -- one shard (the hot customer)\n"
-    ));
+    let tries = [
+        (
+            "SELECT count(*) FROM orders;".to_string(),
+            "fans out to every shard",
+        ),
+        (
+            format!("SELECT * FROM orders WHERE customer_id = {HOT_CUSTOMER} LIMIT 5;"),
+            "one shard (the hot customer)",
+        ),
+    ];
+    s.push_str("\n  try:\n");
+    for (sql, what) in tries {
+        s.push_str(&format!("    {sql:<56} -- {what}\n"));
+    }
     s
 }
 
