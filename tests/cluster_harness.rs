@@ -221,3 +221,46 @@ fn demo_prepare_creates_shards_and_rerun_reuses_them() {
     .unwrap_err();
     assert!(err.contains("--shards 2"), "{err}");
 }
+
+#[test]
+fn crash_then_restart_recovers_committed_rows() {
+    let mut c = temp_cluster();
+    psql(
+        &c.url("postgres"),
+        "CREATE TABLE t(x int); INSERT INTO t SELECT generate_series(1, 1000)",
+    );
+    let (data, port) = (c.data_dir().to_path_buf(), c.port());
+    c.cluster_mut().stop_immediate().unwrap();
+    let again = shardproxy::control::cluster::LocalCluster::start(&data, port).unwrap();
+    assert_eq!(
+        psql(&again.url("postgres"), "SELECT count(*) FROM t"),
+        "1000"
+    );
+    assert!(
+        again.log_tail(50).contains("not properly shut down"),
+        "{}",
+        again.log_tail(50)
+    );
+}
+
+#[test]
+fn stale_pid_file_is_not_taken_for_the_new_server() {
+    let mut c = temp_cluster();
+    let (data, port, pid) = (c.data_dir().to_path_buf(), c.port(), c.pid());
+    // What a crashed server leaves: its pid file, saying "ready" on this port.
+    // (With a PID no process has: the old postmaster may linger as a zombie
+    // until init reaps it, and Postgres rightly refuses a live PID's lock.)
+    let stale = std::fs::read_to_string(data.join("postmaster.pid")).unwrap();
+    let dead_pid = (100_000..4_000_000u32)
+        .rev()
+        .find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let stale = stale.replacen(&pid.to_string(), &dead_pid.to_string(), 1);
+    assert!(stale.contains("ready"), "{stale}");
+    c.cluster_mut().stop().unwrap();
+    std::fs::write(data.join("postmaster.pid"), stale).unwrap();
+    let again = shardproxy::control::cluster::LocalCluster::start(&data, port).unwrap();
+    assert_ne!(again.pid(), pid);
+    assert!(again.is_running());
+    assert_eq!(psql(&again.url("postgres"), "SELECT 1"), "1");
+}

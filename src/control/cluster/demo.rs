@@ -20,39 +20,9 @@ pub const DEMO_DB: &str = "shop";
 
 /// The shop schema, created on every shard. `customers`, `orders` and
 /// `payments` are sharded by `customer_id` and co-located; `products` is a
-/// reference table (a full copy on every shard). Idempotent.
-pub const DEMO_SCHEMA: &str = "\
-CREATE TABLE IF NOT EXISTS customers (
-    customer_id bigint PRIMARY KEY,
-    name text NOT NULL,
-    email text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS products (
-    product_id bigint PRIMARY KEY,
-    name text NOT NULL,
-    price numeric(12,2) NOT NULL
-);
-CREATE TABLE IF NOT EXISTS orders (
-    order_id bigint NOT NULL,
-    customer_id bigint NOT NULL,
-    product_id bigint NOT NULL,
-    quantity integer NOT NULL,
-    total numeric(12,2) NOT NULL,
-    status text NOT NULL DEFAULT 'new',
-    created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (customer_id, order_id)
-);
-CREATE TABLE IF NOT EXISTS payments (
-    payment_id bigint NOT NULL,
-    customer_id bigint NOT NULL,
-    order_id bigint NOT NULL,
-    amount numeric(12,2) NOT NULL,
-    method text NOT NULL,
-    paid_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (customer_id, payment_id)
-);
-";
+/// reference table (a full copy on every shard). Idempotent. The same file
+/// initialises the shards of docker-compose.yml.
+pub const DEMO_SCHEMA: &str = include_str!("shop_schema.sql");
 
 /// `shardproxy demo [--shards N] [--port P] [--data-dir DIR]`.
 #[derive(Debug, Clone)]
@@ -190,10 +160,20 @@ pub fn print_banner(setup: &DemoSetup) -> String {
     for shard in &cfg.shards {
         s.push_str(&format!("    {:<8} psql \"{}\"\n", shard.name, shard.url));
     }
-    s.push_str(&format!(
-        "\n  try:\n    SELECT count(*) FROM orders;                       -- fans out to every shard\n    \
-         SELECT * FROM orders WHERE customer_id = {HOT_CUSTOMER} LIMIT 5;  -- one shard (the hot customer)\n"
-    ));
+    let tries = [
+        (
+            "SELECT count(*) FROM orders;".to_string(),
+            "fans out to every shard",
+        ),
+        (
+            format!("SELECT * FROM orders WHERE customer_id = {HOT_CUSTOMER} LIMIT 5;"),
+            "one shard (the hot customer)",
+        ),
+    ];
+    s.push_str("\n  try:\n");
+    for (sql, what) in tries {
+        s.push_str(&format!("    {sql:<56} -- {what}\n"));
+    }
     s
 }
 

@@ -99,6 +99,9 @@ impl LocalCluster {
         let log_offset = fs::metadata(cluster.log_path())
             .map(|m| m.len())
             .unwrap_or(0);
+        // A pid file left by a crash: Postgres itself decides whether it is stale;
+        // we must not mistake it for the new server's.
+        let stale_pid = cluster.read_pid_file().map(|pm| pm.pid);
         // -W: pg_ctl only launches; we poll readiness ourselves every 10 ms
         // (pg_ctl -w polls every 100 ms, which dominated start-up time).
         let launched = process::run(
@@ -116,7 +119,7 @@ impl LocalCluster {
                 cluster.data_dir.display()
             )));
         }
-        cluster.pid = cluster.wait_ready(log_offset, Instant::now() + TIMEOUT)?;
+        cluster.pid = cluster.wait_ready(stale_pid, log_offset, Instant::now() + TIMEOUT)?;
         cluster.stopped = false;
         cluster.wait_accepting(Instant::now() + TIMEOUT)?;
         Ok(cluster)
@@ -195,10 +198,25 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Immediate shutdown (SIGQUIT): no checkpoint, like a crash; the next
+    /// start runs crash recovery. Committed data survives (synchronous_commit
+    /// stays on). For tests of a shard going away.
+    pub fn stop_immediate(&mut self) -> Result<(), String> {
+        if self.stopped {
+            return Ok(());
+        }
+        process::signal(self.pid, "QUIT");
+        if !process::wait_gone(self.pid, TIMEOUT) {
+            return Err(format!("Postgres (pid {}) ignored SIGQUIT", self.pid));
+        }
+        self.stopped = true;
+        Ok(())
+    }
+
     /// The live postmaster on our data dir, from postmaster.pid: (pid, port).
     fn running_postmaster(&self) -> Option<(u32, u16)> {
         let pm = self.read_pid_file()?;
-        process::postgres_alive(pm.pid).then_some((pm.pid, pm.port))
+        process::is_postmaster_of(pm.pid, &self.data_dir).then_some((pm.pid, pm.port))
     }
 
     /// postmaster.pid: line 1 the PID, line 4 the port, line 8 the status.
@@ -213,13 +231,19 @@ impl LocalCluster {
     }
 
     /// Waits until postmaster.pid says "ready" for a live server and returns its
-    /// PID. Fails early when the server died or logged a FATAL/PANIC since
-    /// `log_offset` without ever writing a pid file.
-    fn wait_ready(&self, log_offset: u64, deadline: Instant) -> Result<u32, String> {
+    /// PID (never `stale_pid`, what the file said before we launched). Fails
+    /// early when the server died, or logged a FATAL/PANIC since `log_offset`
+    /// without ever writing a pid file.
+    fn wait_ready(
+        &self,
+        stale_pid: Option<u32>,
+        log_offset: u64,
+        deadline: Instant,
+    ) -> Result<u32, String> {
         let mut seen_pid = None;
         loop {
-            if let Some(pm) = self.read_pid_file() {
-                let alive = process::postgres_alive(pm.pid);
+            if let Some(pm) = self.read_pid_file().filter(|pm| Some(pm.pid) != stale_pid) {
+                let alive = process::is_postmaster_of(pm.pid, &self.data_dir);
                 if pm.ready && alive && pm.port == self.port {
                     return Ok(pm.pid);
                 }
@@ -227,7 +251,7 @@ impl LocalCluster {
                     seen_pid = Some(pm.pid);
                 }
             }
-            let died = seen_pid.is_some_and(|p| !process::postgres_alive(p));
+            let died = seen_pid.is_some_and(|p| !process::is_postmaster_of(p, &self.data_dir));
             let log = self.log_since(log_offset);
             let fatal = (seen_pid.is_none() && log.contains("FATAL:")) || log.contains("PANIC:");
             if died || fatal || Instant::now() >= deadline {
@@ -293,8 +317,7 @@ impl LocalCluster {
              max_connections = 200\n\
              max_prepared_transactions = 64\n\
              fsync = {durable}\n\
-             full_page_writes = {durable}\n\
-             synchronous_commit = {durable}\n",
+             full_page_writes = {durable}\n",
             port = self.port,
             socket = socket.replace('\'', "''"),
         );

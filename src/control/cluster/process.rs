@@ -111,6 +111,20 @@ pub fn postgres_alive(pid: u32) -> bool {
     comm.starts_with("postgres") && !matches!(state, 'Z' | 'X' | 'x')
 }
 
+/// True when `pid` is a live postmaster started on `data_dir` (its command
+/// line names the directory, as `pg_ctl -D dir` passes it). Guards against a
+/// stale postmaster.pid whose PID now belongs to another server.
+pub fn is_postmaster_of(pid: u32, data_dir: &Path) -> bool {
+    if !postgres_alive(pid) {
+        return false;
+    }
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let dir = data_dir.as_os_str().as_encoded_bytes();
+    cmdline.split(|b| *b == 0).any(|arg| arg == dir)
+}
+
 /// Sends `signal` (e.g. "INT") to `pid` with the `kill` command.
 pub fn signal(pid: u32, signal: &str) {
     let _ = Command::new("kill")
