@@ -16,4 +16,4 @@ USER nobody
 # 6432: Postgres clients and the admin console; 9187: Prometheus /metrics.
 EXPOSE 6432 9187
 ENTRYPOINT ["/usr/local/bin/shardproxy"]
-CMD ["--config", "/etc/shardproxy/shardproxy.toml"]
+CMD ["serve", "--config", "/etc/shardproxy/shardproxy.toml"]
