@@ -73,7 +73,14 @@ fn main() -> ExitCode {
 }
 
 fn run_async<F: std::future::Future<Output = Result<(), String>>>(f: F) -> Result<(), String> {
-    tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = std::env::var("SHARDPROXY_WORKERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        builder.worker_threads(n);
+    }
+    builder
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?

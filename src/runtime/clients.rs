@@ -23,7 +23,7 @@ pub struct ClientInfo {
     /// 'I', 'T' or 'E' (Postgres' transaction status), or 'S' during startup.
     pub state: Mutex<u8>,
     /// Backends currently running this client's statements.
-    pub running_on: Mutex<Vec<CancelTarget>>,
+    pub running_on: Mutex<Vec<Arc<CancelTarget>>>,
     pub queries: AtomicU64,
 }
 
@@ -80,7 +80,7 @@ impl ClientRegistry {
 
     /// The backends to cancel for a CancelRequest carrying (pid, secret):
     /// empty unless both match a connected client.
-    pub fn cancel_targets(&self, pid: i32, secret: i32) -> Vec<CancelTarget> {
+    pub fn cancel_targets(&self, pid: i32, secret: i32) -> Vec<Arc<CancelTarget>> {
         let m = match self.clients.lock() {
             Ok(m) => m,
             Err(_) => return Vec::new(),

@@ -52,7 +52,8 @@ async fn open(addr: &BackendAddr) -> std::io::Result<BackendStream> {
 pub struct Backend {
     pub stream: BackendStream,
     pub reader: FrameReader,
-    pub cancel: CancelTarget,
+    /// Shared so a session can publish it for CancelRequests without copying.
+    pub cancel: std::sync::Arc<CancelTarget>,
     /// ParameterStatus values the server reported at startup.
     pub server_params: Vec<(String, String)>,
     /// Names of the statements prepared on this connection (see session::prepared).
@@ -91,11 +92,11 @@ impl Backend {
         let mut be = Backend {
             stream,
             reader: FrameReader::new(MAX_BACKEND_MESSAGE),
-            cancel: CancelTarget {
+            cancel: std::sync::Arc::new(CancelTarget {
                 addr: addr.clone(),
                 pid: 0,
                 secret: 0,
-            },
+            }),
             server_params: Vec::new(),
             prepared: HashSet::new(),
             settings_fingerprint: 0,
@@ -192,8 +193,11 @@ impl Backend {
                     be.server_params.push((k, v));
                 }
                 b'K' if body.len() >= 8 => {
-                    be.cancel.pid = read_i32(&body, 0);
-                    be.cancel.secret = read_i32(&body, 4);
+                    be.cancel = std::sync::Arc::new(CancelTarget {
+                        addr: addr.clone(),
+                        pid: read_i32(&body, 0),
+                        secret: read_i32(&body, 4),
+                    });
                 }
                 b'E' => {
                     let (_, msg) = parse_error_fields(&body);

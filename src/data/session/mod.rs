@@ -175,9 +175,9 @@ impl Session {
             }
             if self.lease.is_none() {
                 // Between transactions: pick up a reloaded configuration.
-                let current = self.proxy.runtime();
+                let current = self.proxy.runtime_cell().load();
                 if !Arc::ptr_eq(&current, &self.rt) {
-                    self.rt = current;
+                    self.rt = arc_swap::Guard::into_inner(current);
                 }
             }
         }

@@ -66,6 +66,7 @@ impl Session {
         let pool = lease.pool().clone();
         pool.stats.queries.fetch_add(1, Relaxed);
         let mut swallowing = false;
+        let mut received = 0u64;
         if let Some(q) = queue.as_deref_mut() {
             self.emit_synth(q);
             if q.is_empty() {
@@ -94,9 +95,7 @@ impl Session {
             let tag = frame.tag;
             let be = lease.backend();
             let bytes = &be.reader.buf[..frame.len];
-            pool.stats
-                .bytes_received
-                .fetch_add(frame.len as u64, Relaxed);
+            received += frame.len as u64;
             match queue.as_deref_mut() {
                 None => {
                     self.out.extend_from_slice(bytes);
@@ -184,6 +183,7 @@ impl Session {
                 continue;
             }
             if let Some(s) = status {
+                pool.stats.bytes_received.fetch_add(received, Relaxed);
                 self.flush_client().await?;
                 pool.stats
                     .latency_us_total
@@ -192,6 +192,7 @@ impl Session {
             }
             if let Some(q) = queue.as_deref_mut() {
                 if q.is_empty() {
+                    pool.stats.bytes_received.fetch_add(received, Relaxed);
                     self.flush_client().await?;
                     return Ok(Relayed::Drained);
                 }

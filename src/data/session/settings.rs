@@ -118,13 +118,12 @@ pub fn may_change_settings(sql: &str) -> bool {
         return true;
     }
     sql.split(';').any(|stmt| {
-        let first = skip_space_and_comments(stmt);
-        let word: String = first
-            .chars()
-            .take_while(|c| c.is_ascii_alphabetic())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        matches!(word.as_str(), "set" | "reset" | "discard" | "deallocate")
+        let first = skip_space_and_comments(stmt).as_bytes();
+        let len = first.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+        let word = &first[..len];
+        [&b"set"[..], b"reset", b"discard", b"deallocate"]
+            .iter()
+            .any(|w| word.eq_ignore_ascii_case(w))
     })
 }
 

@@ -57,6 +57,13 @@ impl Session {
     /// Statements the proxy answers itself: `SET shardproxy.shard = '…'`
     /// and `RESET shardproxy.shard` (routing hints for this session).
     fn session_command(&mut self, sql: &str) -> Option<Result<String, SqlError>> {
+        let head = sql.trim_start().as_bytes();
+        let maybe = head.len() >= 5
+            && (head[..4].eq_ignore_ascii_case(b"set ")
+                || head[..5].eq_ignore_ascii_case(b"reset"));
+        if !maybe {
+            return None;
+        }
         let t = sql.trim().trim_end_matches(';').trim();
         let lower = t.to_ascii_lowercase();
         if lower == "reset shardproxy.shard" {
