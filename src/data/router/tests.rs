@@ -70,6 +70,13 @@ fn config_to_map() {
     assert!(m.table("nope").is_none());
     assert_eq!(m.group_key_type(0), Some(KeyType::Int8));
     assert_eq!(m.group_key_type(1), Some(KeyType::Text));
+    assert_eq!(m.key_from_text(0, "7"), Ok(KeyValue::Int(7)));
+    assert_eq!(m.key_from_text(1, "7"), Ok(KeyValue::Text("7")));
+    assert_eq!(
+        m.key_from_binary(0, &7i32.to_be_bytes()),
+        Ok(KeyValue::Int(7))
+    );
+    assert!(m.key_from_text(0, "x").unwrap_err().contains("bigint"));
     let mut l = m.lookups();
     l.sort();
     assert_eq!(
