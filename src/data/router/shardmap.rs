@@ -50,6 +50,12 @@ pub struct ShardMap {
     inner: Arc<Inner>,
 }
 
+// The data path shares snapshots across tasks (arc-swap).
+const _: fn() = || {
+    fn shareable<T: Send + Sync + Clone + 'static>() {}
+    shareable::<ShardMap>();
+};
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Inner {
     pub epoch: u64,
@@ -269,6 +275,31 @@ impl ShardMap {
     /// Key type of the group's sharded tables (`None` if it has none).
     pub fn group_key_type(&self, group: usize) -> Option<KeyType> {
         self.inner.groups.get(group).and_then(|g| g.key_type)
+    }
+
+    /// A key of `group` given as text (SQL literal or text Bind parameter),
+    /// parsed with the group's key type.
+    pub fn key_from_text<'a>(&self, group: usize, s: &'a str) -> Result<KeyValue<'a>, String> {
+        self.group_key_type(group)
+            .ok_or_else(|| {
+                format!(
+                    "co-location group '{}' has no sharded tables",
+                    self.groups().get(group).map_or("?", |g| g.as_str())
+                )
+            })?
+            .from_text(s)
+    }
+
+    /// A key of `group` given as a binary Bind parameter.
+    pub fn key_from_binary<'a>(&self, group: usize, b: &'a [u8]) -> Result<KeyValue<'a>, String> {
+        self.group_key_type(group)
+            .ok_or_else(|| {
+                format!(
+                    "co-location group '{}' has no sharded tables",
+                    self.groups().get(group).map_or("?", |g| g.as_str())
+                )
+            })?
+            .from_binary(b)
     }
 
     /// The shard for a key of `group`: a lookup pin wins, then the interval

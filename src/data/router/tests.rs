@@ -70,6 +70,13 @@ fn config_to_map() {
     assert!(m.table("nope").is_none());
     assert_eq!(m.group_key_type(0), Some(KeyType::Int8));
     assert_eq!(m.group_key_type(1), Some(KeyType::Text));
+    assert_eq!(m.key_from_text(0, "7"), Ok(KeyValue::Int(7)));
+    assert_eq!(m.key_from_text(1, "7"), Ok(KeyValue::Text("7")));
+    assert_eq!(
+        m.key_from_binary(0, &7i32.to_be_bytes()),
+        Ok(KeyValue::Int(7))
+    );
+    assert!(m.key_from_text(0, "x").unwrap_err().contains("bigint"));
     let mut l = m.lookups();
     l.sort();
     assert_eq!(
@@ -375,5 +382,53 @@ proptest! {
                 prop_assert_eq!(a.shard_for_hash(0, h), m.shard_for_hash(0, h));
             }
         }
+    }
+}
+
+/// The config the example maps under `shardmap/` are made for (also shown in
+/// `shardmap/README.md`).
+const EXAMPLE: &str = r#"
+[sharding]
+vnodes = 16
+map_file = "shardmap/example-4-shards.toml"
+
+[[tables]]
+name = "orders"
+shard_key = "customer_id"
+key_type = "bigint"
+
+[[tables]]
+name = "users"
+shard_key = "email"
+key_type = "text"
+colocation = "users"
+
+[[lookup]]
+key = "42"
+shard = "s3"
+"#;
+
+/// The example files are exactly what the code writes, and load back.
+/// Regenerate with `SHARDPROXY_WRITE_EXAMPLES=1 cargo test --lib example_map_files`.
+#[test]
+fn example_map_files_are_current() {
+    let four = ShardMap::default_for(&config(EXAMPLE, 4)).unwrap();
+    let five = four.with_shard_added("s4", 16);
+    let cfg5 = config(EXAMPLE, 5);
+    for (file, map) in [
+        ("shardmap/example-4-shards.toml", &four),
+        ("shardmap/example-5-shards.toml", &five),
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        if std::env::var_os("SHARDPROXY_WRITE_EXAMPLES").is_some() {
+            map.save(&path).unwrap();
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, map.to_toml(), "{file} is stale; see the doc comment");
+        let back = ShardMap::from_toml(&text, &cfg5).unwrap();
+        for g in 0..2 {
+            assert_eq!(back.intervals(g), map.intervals(g));
+        }
+        assert_eq!(back.lookups(), map.lookups());
     }
 }
