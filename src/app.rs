@@ -18,6 +18,10 @@ pub struct Bound {
 pub async fn bind(config: Config) -> Result<Bound, String> {
     let listen = config.proxy.listen.clone();
     let metrics = config.metrics.listen.clone();
+    if let Some(m) = &metrics {
+        // Before the pools exist, so their latency histograms bind to it.
+        crate::metrics::start_exporter(m)?;
+    }
     let proxy = Proxy::new(config)?;
     let listener = TcpListener::bind(&listen)
         .await

@@ -54,7 +54,7 @@ impl ShardPool {
             permits: Arc::new(Semaphore::new(settings.size)),
             settings,
             idle: Mutex::new(Vec::new()),
-            stats: ShardStats::new(),
+            stats: ShardStats::new(name),
         })
     }
 

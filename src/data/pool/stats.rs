@@ -2,9 +2,10 @@
 //! console (`SHOW STATS`, `SHOW POOLS`) and the Prometheus exporter.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::time::Duration;
 
 /// Counters for one shard. Relaxed atomics: these are statistics, not locks.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ShardStats {
     pub queries: AtomicU64,
     pub transactions: AtomicU64,
@@ -20,14 +21,38 @@ pub struct ShardStats {
     pub waiting: AtomicUsize,
     /// False after a failed connect, true again after a successful one.
     pub up: AtomicBool,
+    /// `shardproxy_query_duration_seconds{shard}`, resolved once here so a
+    /// query never builds labels (a no-op handle when metrics are off).
+    latency: metrics::Histogram,
 }
 
 impl ShardStats {
-    pub fn new() -> ShardStats {
+    /// Fresh counters for the shard called `shard`.
+    pub fn new(shard: &str) -> ShardStats {
         ShardStats {
+            queries: AtomicU64::new(0),
+            transactions: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            bytes_sent: AtomicU64::new(0),
+            bytes_received: AtomicU64::new(0),
+            latency_us_total: AtomicU64::new(0),
+            connects: AtomicU64::new(0),
+            connect_errors: AtomicU64::new(0),
+            in_use: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            waiting: AtomicUsize::new(0),
             up: AtomicBool::new(true),
-            ..Default::default()
+            latency: crate::metrics::query_duration_histogram(shard),
         }
+    }
+
+    /// Records one query's latency: the running sum for `SHOW STATS` and the
+    /// Prometheus histogram (one atomic add plus the histogram's bucket push).
+    #[inline]
+    pub fn record_latency(&self, d: Duration) {
+        self.latency_us_total
+            .fetch_add(d.as_micros() as u64, Relaxed);
+        self.latency.record(d.as_secs_f64());
     }
 
     pub fn avg_latency_us(&self) -> u64 {

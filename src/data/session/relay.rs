@@ -185,9 +185,7 @@ impl Session {
             if let Some(s) = status {
                 pool.stats.bytes_received.fetch_add(received, Relaxed);
                 self.flush_client().await?;
-                pool.stats
-                    .latency_us_total
-                    .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+                pool.stats.record_latency(started.elapsed());
                 return Ok(Relayed::Ready(s));
             }
             if let Some(q) = queue.as_deref_mut() {
