@@ -1,0 +1,134 @@
+//! A bounded plan cache keyed by SQL text, shared by every session.
+//!
+//! Hand-written CLOCK (second-chance) cache, split into independently locked
+//! shards so sessions on different cores rarely meet on a lock: a hit takes a
+//! read lock and sets a reference bit; a miss inserts under a write lock and,
+//! when full, evicts the first entry whose bit is clear. Small enough that a
+//! crate (with its own eviction policy and dependencies) would not pay off.
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use super::plan::Plan;
+
+const SHARDS: usize = 16;
+
+struct Slot {
+    key: Arc<str>,
+    plan: Arc<Plan>,
+    referenced: AtomicBool,
+}
+
+#[derive(Default)]
+struct Shard {
+    index: HashMap<Arc<str>, usize>,
+    slots: Vec<Slot>,
+    hand: usize,
+}
+
+pub(crate) struct PlanCache {
+    shards: Box<[RwLock<Shard>]>,
+    per_shard: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl PlanCache {
+    /// A cache holding about `capacity` plans (at least one per shard).
+    pub fn new(capacity: usize) -> PlanCache {
+        PlanCache {
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+            hasher: Default::default(),
+        }
+    }
+
+    fn shard(&self, sql: &str) -> &RwLock<Shard> {
+        let h = self.hasher.hash_one(sql) as usize;
+        &self.shards[h % SHARDS]
+    }
+
+    pub fn get(&self, sql: &str) -> Option<Arc<Plan>> {
+        // A poisoned lock only means another thread panicked mid-update of a
+        // plain map; the data is still consistent enough to read.
+        let shard = self.shard(sql).read().unwrap_or_else(|e| e.into_inner());
+        let slot = &shard.slots[*shard.index.get(sql)?];
+        slot.referenced.store(true, Ordering::Relaxed);
+        Some(slot.plan.clone())
+    }
+
+    pub fn insert(&self, sql: &str, plan: Arc<Plan>) {
+        let mut shard = self.shard(sql).write().unwrap_or_else(|e| e.into_inner());
+        if shard.index.contains_key(sql) {
+            return;
+        }
+        let key: Arc<str> = Arc::from(sql);
+        let slot = Slot {
+            key: key.clone(),
+            plan,
+            referenced: AtomicBool::new(false),
+        };
+        if shard.slots.len() < self.per_shard {
+            let i = shard.slots.len();
+            shard.slots.push(slot);
+            shard.index.insert(key, i);
+            return;
+        }
+        // Second chance: clear set bits until an unreferenced slot comes up
+        // (at most one full turn, then the hand's slot is clear).
+        let n = shard.slots.len();
+        let victim = loop {
+            let h = shard.hand;
+            shard.hand = (h + 1) % n;
+            if !shard.slots[h].referenced.swap(false, Ordering::Relaxed) {
+                break h;
+            }
+        };
+        let old = std::mem::replace(&mut shard.slots[victim], slot);
+        shard.index.remove(&old.key);
+        shard.index.insert(key, victim);
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(|e| e.into_inner()).slots.len())
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(n: usize) -> Arc<Plan> {
+        Arc::new(Plan {
+            stmts: Vec::new(),
+            hint: Some(super::super::plan::Hint::Shard(n.to_string())),
+        })
+    }
+
+    #[test]
+    fn bounded_and_keeps_hot_entries() {
+        let c = PlanCache::new(64);
+        c.insert("hot", plan(0));
+        for i in 0..10_000 {
+            assert!(c.get("hot").is_some(), "hot entry evicted at {i}");
+            c.insert(&format!("cold {i}"), plan(i));
+        }
+        assert!(c.len() <= 64 + SHARDS);
+        assert_eq!(c.get("hot").unwrap().hint, plan(0).hint);
+        assert!(c.get("cold 9999").is_some());
+        assert!(c.get("cold 0").is_none());
+    }
+
+    #[test]
+    fn first_insert_wins() {
+        let c = PlanCache::new(10);
+        c.insert("a", plan(1));
+        c.insert("a", plan(2));
+        assert_eq!(c.get("a").unwrap().hint, plan(1).hint);
+    }
+}

@@ -1,0 +1,185 @@
+//! `COPY` statements: which table, which direction, which data format.
+
+use sqlparser::ast::{
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Query,
+};
+
+use super::catalog::Catalog;
+use super::from::lookup;
+use super::keys::{name_parts, norm};
+use super::plan::{CopyFormat, CopySpec, FanOut, StmtKind, StmtPlan, Target};
+
+const UNSUPPORTED: &str = "0A000";
+
+fn refused(message: String) -> Target {
+    Target::Refused {
+        sqlstate: UNSUPPORTED,
+        message,
+    }
+}
+
+/// The data format named by the options (or the error that makes it unusable
+/// for splitting).
+fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<CopyFormat, String> {
+    let mut f = CopyFormat::text();
+    let mut binary = false;
+    // FORMAT decides the defaults; the other options override them.
+    for o in options {
+        if let CopyOption::Format(id) = o {
+            match id.value.to_ascii_lowercase().as_str() {
+                "csv" => f = CopyFormat::csv(),
+                "binary" => binary = true,
+                _ => {}
+            }
+        }
+    }
+    for o in legacy {
+        match o {
+            CopyLegacyOption::Csv(_) => f = CopyFormat::csv(),
+            CopyLegacyOption::Binary => binary = true,
+            _ => {}
+        }
+    }
+    let mut escape = None;
+    let byte = |c: &char, what: &str| -> Result<u8, String> {
+        u8::try_from(*c)
+            .ok()
+            .filter(u8::is_ascii)
+            .ok_or_else(|| format!("COPY {what} must be a single one-byte character"))
+    };
+    for o in options {
+        match o {
+            CopyOption::Delimiter(c) => f.delimiter = byte(c, "delimiter")?,
+            CopyOption::Null(s) => f.null = s.clone(),
+            CopyOption::Header(h) => f.header = *h,
+            CopyOption::Quote(c) => f.quote = byte(c, "quote")?,
+            CopyOption::Escape(c) => escape = Some(byte(c, "escape")?),
+            _ => {}
+        }
+    }
+    for o in legacy {
+        match o {
+            CopyLegacyOption::Delimiter(c) => f.delimiter = byte(c, "delimiter")?,
+            CopyLegacyOption::Null(s) => f.null = s.clone(),
+            CopyLegacyOption::Header => f.header = true,
+            CopyLegacyOption::Csv(csv) => {
+                for c in csv {
+                    match c {
+                        CopyLegacyCsvOption::Header => f.header = true,
+                        CopyLegacyCsvOption::Quote(q) => f.quote = byte(q, "quote")?,
+                        CopyLegacyCsvOption::Escape(e) => escape = Some(byte(e, "escape")?),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // ESCAPE defaults to QUOTE in CSV.
+    f.escape = escape.unwrap_or(f.quote);
+    if binary {
+        return Err(
+            "binary COPY FROM into a sharded table is not supported: use text or CSV format".into(),
+        );
+    }
+    Ok(f)
+}
+
+/// Plans a COPY statement. `query_plan` plans `COPY (query) TO`.
+pub(crate) fn plan_copy(
+    source: &CopySource,
+    to: bool,
+    target: &CopyTarget,
+    options: &[CopyOption],
+    legacy: &[CopyLegacyOption],
+    cat: &dyn Catalog,
+    query_plan: &dyn Fn(&Query) -> StmtPlan,
+) -> StmtPlan {
+    let kind = if to {
+        StmtKind::CopyTo
+    } else {
+        StmtKind::CopyFrom
+    };
+    let (table_name, columns) = match source {
+        CopySource::Query(q) => {
+            let mut p = query_plan(q);
+            p.kind = kind;
+            // COPY output is concatenated, never merged.
+            if let (Target::AllShards(_) | Target::Keyed { .. }, Some(m)) = (&p.target, &p.merge) {
+                let needs_merge = !m.order_by.is_empty()
+                    || m.limit.is_some()
+                    || m.offset.is_some()
+                    || m.aggregates
+                    || m.distinct;
+                let multi = matches!(&p.target, Target::AllShards(_))
+                    || matches!(&p.target, Target::Keyed { keys, .. } if keys.len() > 1);
+                if needs_merge && multi {
+                    p.target = refused(
+                        "COPY (query) TO across shards cannot ORDER BY, LIMIT, aggregate or \
+                         DISTINCT: COPY output is concatenated, not merged"
+                            .into(),
+                    );
+                }
+            }
+            return p;
+        }
+        CopySource::Table {
+            table_name,
+            columns,
+        } => (table_name, columns),
+    };
+    let mut plan = StmtPlan::new(kind, Target::AnyShard);
+    plan.read_only = to;
+    let Some(parts) = name_parts(table_name) else {
+        return plan;
+    };
+    let Some(meta) = lookup(cat, &parts) else {
+        plan.tables.push(parts.join("."));
+        return plan;
+    };
+    plan.tables.push(meta.name.to_string());
+    let key = match meta.shard_key {
+        Some(k) if !meta.reference => k,
+        _ => {
+            if !to {
+                plan.target = Target::AllShards(FanOut::ReferenceWrite);
+            }
+            return plan;
+        }
+    };
+    plan.group = Some(meta.group);
+    if to {
+        // Each shard's rows, concatenated (with HEADER, every shard sends one:
+        // the session keeps the first).
+        plan.target = Target::AllShards(FanOut::Read);
+        return plan;
+    }
+    if !matches!(target, CopyTarget::Stdin) {
+        plan.target = refused(format!(
+            "COPY \"{}\" FROM a server file or program is not supported for a sharded table: \
+             use COPY FROM STDIN",
+            meta.name
+        ));
+        return plan;
+    }
+    let columns: Vec<String> = columns.iter().map(norm).collect();
+    if !columns.is_empty() && !columns.iter().any(|c| c == key) {
+        plan.target = refused(format!(
+            "COPY into sharded table \"{}\" must include its shard key column \"{key}\"",
+            meta.name
+        ));
+        return plan;
+    }
+    plan.target = match copy_format(options, legacy) {
+        Ok(format) => Target::CopyIn(CopySpec {
+            table: meta.name.to_string(),
+            group: meta.group,
+            key_type: meta.key_type,
+            key_column: key.to_string(),
+            columns,
+            format,
+        }),
+        Err(e) => refused(e),
+    };
+    plan
+}
