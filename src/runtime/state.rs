@@ -7,7 +7,9 @@
 use super::clients::ClientRegistry;
 use crate::config::Config;
 use crate::data::auth::{Credential, ScramVerifier};
+use crate::data::planner::Planner;
 use crate::data::pool::{BackendAddr, PoolSettings, ShardPool};
+use crate::data::router::ShardMap;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicBool;
@@ -43,6 +45,10 @@ pub struct Runtime {
     pub users: HashMap<String, UserAuth>,
     pub admin: UserAuth,
     pub tls: Option<TlsAcceptor>,
+    /// Where every key lives (epoch-versioned; swapped with the runtime).
+    pub map: ShardMap,
+    /// Plans statements against `map`'s tables, caching per statement text.
+    pub planner: Arc<Planner>,
 }
 
 impl Runtime {
@@ -75,12 +81,16 @@ impl Runtime {
             (Some(c), Some(k)) => Some(crate::data::auth::tls_acceptor(c, k)?),
             _ => None,
         };
+        let map = ShardMap::from_config(&config)?;
+        let planner = Arc::new(Planner::new(Arc::new(map.clone())));
         Ok(Runtime {
             config: Arc::new(config),
             pools,
             users,
             admin,
             tls,
+            map,
+            planner,
         })
     }
 

@@ -44,6 +44,9 @@ pub struct ShardPool {
     idle: Mutex<Vec<Backend>>,
     permits: Arc<Semaphore>,
     pub stats: ShardStats,
+    /// Two-phase commit on this shard: 0 not checked yet, 1 possible, 2 not
+    /// (`max_prepared_transactions = 0`).
+    pub twophase: std::sync::atomic::AtomicU8,
 }
 
 impl ShardPool {
@@ -55,6 +58,7 @@ impl ShardPool {
             settings,
             idle: Mutex::new(Vec::new()),
             stats: ShardStats::new(name),
+            twophase: std::sync::atomic::AtomicU8::new(0),
         })
     }
 

@@ -390,7 +390,7 @@ proptest! {
 const EXAMPLE: &str = r#"
 [sharding]
 vnodes = 16
-map_file = "shardmap/example-4-shards.toml"
+map_file = "shardmap/maps/example-4-shards.toml"
 
 [[tables]]
 name = "orders"
@@ -416,8 +416,8 @@ fn example_map_files_are_current() {
     let five = four.with_shard_added("s4", 16);
     let cfg5 = config(EXAMPLE, 5);
     for (file, map) in [
-        ("shardmap/example-4-shards.toml", &four),
-        ("shardmap/example-5-shards.toml", &five),
+        ("shardmap/maps/example-4-shards.toml", &four),
+        ("shardmap/maps/example-5-shards.toml", &five),
     ] {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         if std::env::var_os("SHARDPROXY_WRITE_EXAMPLES").is_some() {

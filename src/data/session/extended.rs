@@ -5,11 +5,13 @@
 
 use super::prepared::PreparedStmt;
 use super::relay::{Expect, Relayed};
+use super::route::Dispatch;
 use super::settings::may_drop_statements;
 use super::{End, Session};
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::frontend::{BindMsg, ExecuteMsg, ParseMsg, TargetMsg};
 use crate::data::codec::{messages, SqlError};
+use crate::data::planner::{Params, Plan};
 use crate::data::pool::Backend;
 use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
@@ -55,7 +57,22 @@ impl Session {
     /// Routes, translates, sends and relays one batch.
     async fn run_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
         let shard = match self.route_batch(batch) {
-            Ok(s) => s,
+            Ok(Dispatch::One(s)) => s,
+            Ok(Dispatch::Any) => self.default_shard(),
+            Ok(Dispatch::Fan { shards, mode }) if sync => {
+                return self.fanout_extended(batch, &shards, mode).await
+            }
+            Ok(Dispatch::EndMulti { commit }) if sync => {
+                return self.end_multi_extended(batch, commit).await
+            }
+            Ok(_) => {
+                let e = SqlError::new(
+                    sqlstate::FEATURE_NOT_SUPPORTED,
+                    "this statement spans shards; through the extended protocol shardproxy can fan out single statements that end in Sync",
+                )
+                .with_hint("Multi-row INSERTs and COPY that span shards need the simple query protocol; or send one row per statement.");
+                return self.batch_error(e, sync).await;
+            }
             Err(e) => return self.batch_error(e, sync).await,
         };
         // A batch of only proxy-answered messages needs no backend.
@@ -111,35 +128,76 @@ impl Session {
         }
     }
 
-    /// The shard for a batch: every routed statement in it must agree.
-    fn route_batch(&self, batch: &[u8]) -> Result<usize, SqlError> {
-        let mut chosen: Option<usize> = None;
+    /// Where a batch runs: every Bind's statement is routed with its
+    /// parameters; statements needing no particular shard go along.
+    fn route_batch(&self, batch: &[u8]) -> Result<Dispatch, SqlError> {
+        let mut parsed: Vec<(&str, Arc<Plan>)> = Vec::new();
+        let mut chosen = Dispatch::Any;
+        let mut binds = 0;
         for (tag, body) in frames(batch) {
-            let sql = match tag {
-                b'P' => ParseMsg::decode(body).ok().map(|p| p.query),
-                _ => None,
-            };
-            if let Some(sql) = sql {
-                if super::routing::comment_hint(sql, "shard").is_some() {
-                    let s = self.route_sql(sql)?;
-                    if chosen.is_some_and(|c| c != s) {
-                        return Err(SqlError::new(
-                            sqlstate::FEATURE_NOT_SUPPORTED,
-                            "statements in one pipeline (up to Sync) go to different shards",
-                        )
-                        .with_hint("Send a Sync between statements for different shards."));
+            match tag {
+                b'P' => {
+                    if let Ok(p) = ParseMsg::decode(body) {
+                        parsed.retain(|(n, _)| *n != p.name);
+                        parsed.push((p.name, self.rt.planner.plan(p.query)));
                     }
-                    chosen = Some(s);
                 }
+                b'B' => {
+                    let Ok(b) = BindMsg::decode(body) else {
+                        continue;
+                    };
+                    let plan = match parsed.iter().rev().find(|(n, _)| *n == b.statement) {
+                        Some((_, p)) => p.clone(),
+                        None => match self.prepared.get(b.statement) {
+                            Some(s) => s.plan.clone(),
+                            // A missing statement is reported by translate().
+                            None => continue,
+                        },
+                    };
+                    let Ok(bp) = b.params() else { continue };
+                    let params = Params {
+                        values: bp.values,
+                        formats: bp.formats,
+                    };
+                    binds += 1;
+                    let d = self.dispatch(&plan, &params)?;
+                    chosen = match (chosen, d) {
+                        (Dispatch::Any, d) => d,
+                        (c, Dispatch::Any) => c,
+                        (Dispatch::One(a), Dispatch::One(b)) if a == b => Dispatch::One(a),
+                        (Dispatch::One(_), Dispatch::One(_)) => {
+                            return Err(SqlError::new(
+                                sqlstate::FEATURE_NOT_SUPPORTED,
+                                "statements in one pipeline (up to Sync) go to different shards",
+                            )
+                            .with_hint("Send a Sync between statements for different shards."))
+                        }
+                        _ => {
+                            return Err(SqlError::new(
+                                sqlstate::FEATURE_NOT_SUPPORTED,
+                                "a statement that spans shards must be alone in its pipeline (up to Sync)",
+                            )
+                            .with_hint("Send a Sync after each statement that spans shards."))
+                        }
+                    };
+                }
+                _ => {}
             }
         }
-        Ok(chosen.unwrap_or_else(|| self.default_shard()))
+        if binds > 1 && !matches!(chosen, Dispatch::One(_) | Dispatch::Any) {
+            return Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "a statement that spans shards must be alone in its pipeline (up to Sync)",
+            )
+            .with_hint("Send a Sync after each statement that spans shards."));
+        }
+        Ok(chosen)
     }
 
     /// Translates client messages into what the backend gets (`wire`) and
     /// what the proxy expects back (`queue`). With no backend, only
     /// proxy-answered messages may be present.
-    fn translate(
+    pub(super) fn translate(
         &mut self,
         batch: &[u8],
         mut backend: Option<&mut Backend>,
@@ -168,7 +226,8 @@ impl Session {
                         failed = true;
                         continue;
                     }
-                    let stmt = Arc::new(PreparedStmt::new(p.query, p.param_types));
+                    let plan = self.rt.planner.plan(p.query);
+                    let stmt = Arc::new(PreparedStmt::new(p.query, p.param_types, plan));
                     self.prepared.insert(p.name, stmt.clone());
                     if p.name.is_empty() {
                         wire.extend_from_slice(raw);
@@ -409,7 +468,7 @@ fn needs_backend(batch: &[u8]) -> bool {
 }
 
 /// Iterates (tag, body) over a buffer of complete frames.
-fn frames(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+pub(super) fn frames(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
     let mut at = 0;
     std::iter::from_fn(move || {
         let rest = buf.get(at..)?;

@@ -10,13 +10,19 @@
 //! - [`prepared`] and [`settings`]: state that must survive transaction pooling
 
 pub mod client_stream;
+mod copy_in;
 mod extended;
+mod fanout;
+mod fanout_ext;
 pub mod prepared;
 mod relay;
-mod routing;
+mod route;
 pub mod settings;
 mod simple;
+mod split_insert;
 pub mod startup;
+pub mod twophase;
+mod txn;
 
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::{messages, FrameReader, SqlError};
@@ -65,6 +71,10 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         skip_to_sync: false,
         unnamed_on_lease: false,
         hint_shard: None,
+        hint_key: None,
+        others: Vec::new(),
+        fan_hold: None,
+        pending_begin: None,
         batch: BytesMut::new(),
     };
     let end = s.serve().await;
@@ -103,6 +113,16 @@ pub struct Session {
     unnamed_on_lease: bool,
     /// Shard chosen by `SET shardproxy.shard`.
     hint_shard: Option<usize>,
+    /// Shard key chosen by `SET shardproxy.shard_key`.
+    hint_key: Option<String>,
+    /// Other shards' backends in a transaction that spans shards (see [`txn`]).
+    others: Vec<fanout::Part>,
+    /// A BEGIN the client sent before any statement that names a shard: it
+    /// is answered by the proxy and replayed on the shard of the first
+    /// routed statement, which pins the transaction there.
+    pending_begin: Option<String>,
+    /// Set while relaying the first shard of an extended-protocol fan-out.
+    fan_hold: Option<fanout_ext::FanHold>,
     /// Extended-protocol messages waiting for Sync or Flush.
     batch: BytesMut,
 }
@@ -218,21 +238,12 @@ impl Session {
             if self.lease_shard == shard {
                 return Ok(());
             }
-            if self.tx != b'I' {
-                let held = &self.rt.pools[self.lease_shard].name;
-                let want = self
-                    .rt
-                    .pools
-                    .get(shard)
-                    .map(|p| p.name.as_str())
-                    .unwrap_or("?");
-                return Err(SqlError::new(
-                    sqlstate::FEATURE_NOT_SUPPORTED,
-                    format!("transaction is pinned to shard \"{held}\"; this statement needs shard \"{want}\""),
-                )
-                .with_hint("Keep a transaction's statements on one shard key, or enable proxy.two_phase_commit."));
+            match self.tx {
+                // A failed transaction answers "current transaction is aborted" wherever it runs.
+                b'E' => return Ok(()),
+                b'T' => return self.switch_in_transaction(shard).await,
+                _ => self.sync_and_release().await,
             }
-            self.release().await;
         }
         let pool = self
             .rt
@@ -246,6 +257,19 @@ impl Session {
             })?
             .clone();
         let mut lease = pool.checkout().await?;
+        if let Some(begin) = self.pending_begin.take() {
+            match lease.backend().execute_silently(&begin).await {
+                Ok(Ok(())) => {}
+                Ok(Err((code, msg))) => {
+                    lease.release();
+                    return Err(SqlError::new(
+                        sqlstate::INTERNAL_ERROR,
+                        format!("{begin} failed on shard \"{}\": {code} {msg}", pool.name),
+                    ));
+                }
+                Err(e) => return Err(SqlError::shard_unavailable(&pool.name, e)),
+            }
+        }
         let be = lease.backend();
         match self.settings.apply_to(be).await {
             Ok(Ok(())) => {}
@@ -268,6 +292,34 @@ impl Session {
         self.lease = Some(lease);
         self.lease_shard = shard;
         Ok(())
+    }
+
+    /// Ends an extended-protocol batch left open by Flush on the held backend
+    /// (Sync, then ReadyForQuery swallowed) and releases it.
+    async fn sync_and_release(&mut self) {
+        if let Some(mut lease) = self.lease.take() {
+            let mut sync = BytesMut::new();
+            messages::sync(&mut sync);
+            let be = lease.backend();
+            let ok = be.send(&sync).await.is_ok()
+                && loop {
+                    match be.next_frame().await {
+                        Ok(f) => {
+                            be.reader.skip(f);
+                            if f.tag == b'Z' {
+                                break true;
+                            }
+                        }
+                        Err(_) => break false,
+                    }
+                };
+            self.lease = Some(lease);
+            if ok {
+                self.release().await;
+            } else {
+                self.discard_backend();
+            }
+        }
     }
 
     /// Returns the held backend to its pool (after reading back settings the
@@ -306,6 +358,19 @@ impl Session {
     /// End of session: a backend left inside a transaction is rolled back and
     /// returned to the pool in the background.
     async fn finish(&mut self) {
+        for p in std::mem::take(&mut self.others) {
+            let mut lease = p.lease;
+            tokio::spawn(async move {
+                let clean = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    lease.backend().execute_silently("ROLLBACK"),
+                )
+                .await;
+                if matches!(clean, Ok(Ok(Ok(())))) {
+                    lease.release();
+                }
+            });
+        }
         if let Some(mut lease) = self.lease.take() {
             if self.tx != b'I' {
                 tokio::spawn(async move {

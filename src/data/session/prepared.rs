@@ -9,12 +9,13 @@
 //! that lacks it just before it is used. Close of a statement is answered by
 //! the proxy and never reaches a backend (other clients may share it).
 
+use crate::data::planner::Plan;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
 /// A statement as the client prepared it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct PreparedStmt {
     /// Identity of (query, parameter types); also the backend-side name.
     pub hash: u64,
@@ -24,6 +25,8 @@ pub struct PreparedStmt {
     pub param_types: Vec<u8>,
     /// True when running it may change session settings (SET, RESET, ...).
     pub touches_settings: bool,
+    /// The routing plan, made once at Parse.
+    pub plan: Arc<Plan>,
 }
 
 /// Fixed-key hasher so global names are the same in every proxy process
@@ -39,7 +42,7 @@ fn stable_hash(query: &str, param_types: &[u8]) -> u64 {
 }
 
 impl PreparedStmt {
-    pub fn new(query: &str, param_types: &[u8]) -> PreparedStmt {
+    pub fn new(query: &str, param_types: &[u8], plan: Arc<Plan>) -> PreparedStmt {
         let hash = stable_hash(query, param_types);
         PreparedStmt {
             hash,
@@ -47,6 +50,7 @@ impl PreparedStmt {
             query: query.to_string(),
             param_types: param_types.to_vec(),
             touches_settings: super::settings::may_change_settings(query),
+            plan,
         }
     }
 }
@@ -101,11 +105,18 @@ impl PreparedRegistry {
 mod tests {
     use super::*;
 
+    fn plan() -> Arc<Plan> {
+        Arc::new(Plan {
+            stmts: vec![],
+            hint: None,
+        })
+    }
+
     #[test]
     fn same_sql_same_global_name_different_types_differ() {
-        let a = PreparedStmt::new("select $1", &[0, 0, 0, 23]);
-        let b = PreparedStmt::new("select $1", &[0, 0, 0, 23]);
-        let c = PreparedStmt::new("select $1", &[0, 0, 0, 20]);
+        let a = PreparedStmt::new("select $1", &[0, 0, 0, 23], plan());
+        let b = PreparedStmt::new("select $1", &[0, 0, 0, 23], plan());
+        let c = PreparedStmt::new("select $1", &[0, 0, 0, 20], plan());
         assert_eq!(a.global_name, b.global_name);
         assert_ne!(a.global_name, c.global_name);
         assert_eq!(a.global_name.len(), 18);
@@ -114,8 +125,8 @@ mod tests {
     #[test]
     fn registry_tracks_named_and_unnamed() {
         let mut r = PreparedRegistry::default();
-        r.insert("", Arc::new(PreparedStmt::new("select 1", &[])));
-        r.insert("s", Arc::new(PreparedStmt::new("select 2", &[])));
+        r.insert("", Arc::new(PreparedStmt::new("select 1", &[], plan())));
+        r.insert("s", Arc::new(PreparedStmt::new("select 2", &[], plan())));
         assert_eq!(r.len(), 2);
         assert_eq!(r.get("s").unwrap().query, "select 2");
         r.remove("s");

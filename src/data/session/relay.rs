@@ -48,7 +48,7 @@ impl Session {
     fn emit_synth(&mut self, queue: &mut VecDeque<Expect>) {
         while let Some(Expect::Synth(_)) = queue.front() {
             if let Some(Expect::Synth(b)) = queue.pop_front() {
-                self.out.extend_from_slice(&b);
+                self.emit(&b);
             }
         }
     }
@@ -112,12 +112,12 @@ impl Session {
                             if let Some(Expect::Sync) = q.front() {
                                 q.pop_front();
                             }
-                            self.out.extend_from_slice(bytes);
+                            self.emit(bytes);
                         }
                         b'E' => {
                             pool.stats.errors.fetch_add(1, Relaxed);
                             // Errors always reach the client, even for injected messages.
-                            self.out.extend_from_slice(bytes);
+                            self.emit(bytes);
                             let mut forget = Vec::new();
                             if let Some(Expect::Reply {
                                 parsed: Some(h), ..
@@ -149,8 +149,22 @@ impl Session {
                                 Some(Expect::Reply { swallow, .. }) => swallow,
                                 _ => false,
                             };
-                            if !swallow {
-                                self.out.extend_from_slice(bytes);
+                            let hold = t == b'C'
+                                && !swallow
+                                && self.fan_hold.as_ref().is_some_and(|h| !h.after);
+                            if hold {
+                                if let Some(h) = self.fan_hold.as_mut() {
+                                    let body = frame.body(bytes);
+                                    h.tag = Some(
+                                        String::from_utf8_lossy(
+                                            body.strip_suffix(&[0]).unwrap_or(body),
+                                        )
+                                        .into_owned(),
+                                    );
+                                    h.after = true;
+                                }
+                            } else if !swallow {
+                                self.emit(bytes);
                             }
                             swallowing = false;
                             self.emit_synth(q);
@@ -162,11 +176,11 @@ impl Session {
                                     matches!(q.front(), Some(Expect::Reply { swallow: true, .. }));
                             }
                             if !swallowing {
-                                self.out.extend_from_slice(bytes);
+                                self.emit(bytes);
                             }
                         }
                         // Asynchronous: NoticeResponse, ParameterStatus, NotificationResponse.
-                        _ => self.out.extend_from_slice(bytes),
+                        _ => self.emit(bytes),
                     }
                 }
             }

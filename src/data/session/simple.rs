@@ -1,10 +1,12 @@
 //! The simple query protocol: one 'Q' message, relayed whole to one shard.
 
 use super::relay::Relayed;
+use super::route::Dispatch;
 use super::settings::{may_change_settings, may_drop_statements};
 use super::{End, Session};
 use crate::data::codec::frontend::query_text;
 use crate::data::codec::SqlError;
+use crate::data::planner::{Params, Plan, StmtKind};
 use bytes::BytesMut;
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -25,8 +27,19 @@ impl Session {
                 Err(e) => self.error_and_ready(e).await,
             };
         }
-        let shard = match self.route_sql(sql) {
-            Ok(s) => s,
+        let plan = self.rt.planner.plan(sql);
+        if let Some(r) = self.deferred_transaction(&plan, sql) {
+            return r.await;
+        }
+        let shard = match self.dispatch(&plan, &Params::none()) {
+            Ok(Dispatch::One(s)) => s,
+            Ok(Dispatch::Any) => self.default_shard(),
+            Ok(Dispatch::Fan { shards, mode }) => {
+                return self.fanout_simple(&msg, &shards, mode).await
+            }
+            Ok(Dispatch::SplitInsert) => return self.split_insert_simple(&plan.stmts[0]).await,
+            Ok(Dispatch::SplitCopy(spec)) => return self.copy_split(&msg, &spec).await,
+            Ok(Dispatch::EndMulti { commit }) => return self.end_multi(commit).await,
             Err(e) => return self.error_and_ready(e).await,
         };
         let touches_settings = may_change_settings(sql);
@@ -70,6 +83,10 @@ impl Session {
             self.hint_shard = None;
             return Some(Ok("RESET".into()));
         }
+        if lower == "reset shardproxy.shard_key" {
+            self.hint_key = None;
+            return Some(Ok("RESET".into()));
+        }
         let rest = lower.strip_prefix("set ")?.trim_start();
         let rest = rest.strip_prefix("session ").unwrap_or(rest).trim_start();
         let value = rest.strip_prefix("shardproxy.shard")?.trim_start();
@@ -84,5 +101,48 @@ impl Session {
             self.hint_shard = Some(i);
             "SET".to_string()
         }))
+    }
+
+    /// BEGIN before any routed statement is answered here and replayed on
+    /// the first statement's shard; COMMIT/ROLLBACK of such an empty
+    /// transaction never reach a shard either.
+    fn deferred_transaction<'a>(
+        &'a mut self,
+        plan: &Plan,
+        sql: &str,
+    ) -> Option<impl std::future::Future<Output = Result<(), End>> + 'a> {
+        let [stmt] = plan.stmts.as_slice() else {
+            return None;
+        };
+        let tag = match (
+            &stmt.kind,
+            self.lease.is_none(),
+            self.pending_begin.is_some(),
+            self.tx,
+        ) {
+            (StmtKind::Begin, true, false, b'I') => {
+                self.pending_begin = Some(sql.trim().trim_end_matches(';').to_string());
+                self.tx = b'T';
+                "BEGIN"
+            }
+            (StmtKind::Commit, true, true, _) | (StmtKind::Rollback, true, true, _) => {
+                self.pending_begin = None;
+                self.tx = b'I';
+                if stmt.kind == StmtKind::Commit {
+                    "COMMIT"
+                } else {
+                    "ROLLBACK"
+                }
+            }
+            _ => return None,
+        };
+        if let Ok(mut st) = self.info.state.lock() {
+            *st = self.tx;
+        }
+        Some(async move {
+            crate::data::codec::messages::command_complete(&mut self.out, tag);
+            crate::data::codec::messages::ready_for_query(&mut self.out, self.tx);
+            self.flush_client().await
+        })
     }
 }

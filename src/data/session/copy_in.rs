@@ -1,0 +1,326 @@
+//! `COPY sharded_table FROM STDIN` across shards: the same COPY is opened on
+//! every shard, the client's data rows are split by shard key (text and CSV),
+//! and the shards' row counts are summed. Outside a transaction the load is
+//! all-or-nothing (two-phase commit).
+
+use super::fanout::{split_tag, Part};
+use super::{End, Session};
+use crate::data::codec::error::{parse_error_fields, sqlstate};
+use crate::data::codec::{messages, SqlError};
+use crate::data::planner::{CopyDest, CopySpec, CopySplitter};
+use bytes::{BufMut, BytesMut};
+
+/// Bytes of rows buffered per shard before they are sent as one CopyData.
+const FLUSH_AT: usize = 64 * 1024;
+
+impl Session {
+    pub(super) async fn copy_split(&mut self, query: &[u8], spec: &CopySpec) -> Result<(), End> {
+        let shards: Vec<usize> = (0..self.rt.pools.len()).collect();
+        let in_tx = self.tx != b'I';
+        if in_tx {
+            if let Err(e) = self.check_join(&shards) {
+                return self.error_and_ready(e).await;
+            }
+        }
+        let mut parts = match self.take_parts(&shards).await {
+            Ok(p) => p,
+            Err(e) => return self.error_and_ready(e).await,
+        };
+        let columns = if spec.columns.is_empty() {
+            match table_columns(&mut parts[0], &spec.table).await {
+                Ok(c) => c,
+                Err(e) => return self.copy_abandon(parts, in_tx, e).await,
+            }
+        } else {
+            spec.columns.clone()
+        };
+        let mut splitter = match CopySplitter::new(spec, &columns, &self.rt.map) {
+            Ok(s) => s,
+            Err(e) => return self.copy_abandon(parts, in_tx, e.into()).await,
+        };
+        if !in_tx {
+            if let Err(e) = self.begin_all(&mut parts).await {
+                return self.copy_abandon(parts, in_tx, e).await;
+            }
+        }
+        // Open the COPY everywhere; forward the first CopyInResponse.
+        let mut response = None;
+        for p in parts.iter_mut() {
+            let name = p.lease.pool().name.clone();
+            let be = p.lease.backend();
+            if let Err(e) = be.send(query).await {
+                return self
+                    .copy_abandon(parts, in_tx, SqlError::shard_unavailable(&name, e))
+                    .await;
+            }
+            match read_until_copy_in(p).await {
+                Ok(Ok(frame)) => {
+                    response.get_or_insert(frame);
+                }
+                Ok(Err(err)) => {
+                    return self.copy_abandon(parts, in_tx, err).await;
+                }
+                Err(e) => {
+                    return self
+                        .copy_abandon(parts, in_tx, SqlError::shard_unavailable(&name, e))
+                        .await
+                }
+            }
+        }
+        if let Some(r) = response {
+            self.out.extend_from_slice(&r);
+        }
+        self.flush_client().await?;
+        // Stream the client's rows to their shards.
+        let mut bufs: Vec<BytesMut> = vec![BytesMut::new(); parts.len()];
+        let mut failure: Option<SqlError> = None;
+        let mut client_failed = false;
+        loop {
+            let f = match self.creader.next(&mut self.client).await {
+                Ok(Some(f)) => f,
+                _ => {
+                    // Client gone: roll everything back.
+                    fail_all(&mut parts, "client disconnected during COPY").await;
+                    drop(parts);
+                    return Err(End::Client);
+                }
+            };
+            let tag = f.tag;
+            if tag == b'd' && failure.is_none() {
+                let body = f.body(&self.creader.buf);
+                let r = splitter.feed(body, &mut |dest, row| route_row(&mut bufs, dest, row));
+                if let Err(e) = r {
+                    failure = Some(e.into());
+                }
+            }
+            self.creader.skip(f);
+            match tag {
+                b'd' => {}
+                b'c' => {
+                    if failure.is_none() {
+                        if let Err(e) =
+                            splitter.finish(&mut |dest, row| route_row(&mut bufs, dest, row))
+                        {
+                            failure = Some(e.into());
+                        }
+                    }
+                    break;
+                }
+                b'f' => {
+                    client_failed = true;
+                    break;
+                }
+                b'H' | b'S' => continue,
+                other => {
+                    fail_all(&mut parts, "protocol violation").await;
+                    return Err(End::Fatal(SqlError::protocol(format!(
+                        "unexpected message type 0x{other:02X} during COPY from stdin"
+                    ))));
+                }
+            }
+            if failure.is_none() {
+                for (i, p) in parts.iter_mut().enumerate() {
+                    if bufs[i].len() >= FLUSH_AT {
+                        if let Err(e) = send_copy_data(p, &mut bufs[i]).await {
+                            failure = Some(SqlError::shard_unavailable(&p.lease.pool().name, e));
+                        }
+                    }
+                }
+            }
+        }
+        // End the COPY on every shard.
+        let mut total = 0u64;
+        let mut error: Option<BytesMut> = None;
+        for (i, p) in parts.iter_mut().enumerate() {
+            let mut end = BytesMut::new();
+            if failure.is_some() || client_failed {
+                postgres_protocol::message::frontend::copy_fail(
+                    "COPY aborted by shardproxy",
+                    &mut end,
+                )
+                .ok();
+            } else {
+                if !bufs[i].is_empty() && send_copy_data(p, &mut bufs[i]).await.is_err() {
+                    error.get_or_insert_with(|| {
+                        encoded(&SqlError::shard_unavailable(
+                            &p.lease.pool().name,
+                            "connection lost",
+                        ))
+                    });
+                    continue;
+                }
+                messages::empty(&mut end, b'c');
+            }
+            let name = p.lease.pool().name.clone();
+            if p.lease.backend().send(&end).await.is_err() {
+                error.get_or_insert_with(|| {
+                    encoded(&SqlError::shard_unavailable(&name, "connection lost"))
+                });
+                continue;
+            }
+            match read_copy_result(p).await {
+                Ok((n, err)) => {
+                    total += n;
+                    if let Some(e) = err {
+                        error.get_or_insert(e);
+                    }
+                }
+                Err(e) => {
+                    error.get_or_insert_with(|| encoded(&SqlError::shard_unavailable(&name, e)));
+                }
+            }
+        }
+        if let Some(f) = failure {
+            error = Some(encoded(&f));
+        }
+        let mut answer = super::fanout::Answer::default();
+        if let Some(e) = error {
+            answer.error = Some((e, String::new()));
+        } else {
+            answer.verb = Some("COPY".into());
+            answer.count = Some(total);
+        }
+        self.complete_parts(parts, answer, in_tx, !in_tx).await
+    }
+
+    /// Gives up before the client's COPY started: error, parts back.
+    async fn copy_abandon(
+        &mut self,
+        mut parts: Vec<Part>,
+        in_tx: bool,
+        e: SqlError,
+    ) -> Result<(), End> {
+        if in_tx {
+            self.put_parts(parts);
+        } else {
+            self.rollback_all(&mut parts).await;
+            self.finish_parts(parts);
+        }
+        self.error_and_ready(e).await
+    }
+}
+
+fn encoded(e: &SqlError) -> BytesMut {
+    let mut b = BytesMut::new();
+    e.encode(&mut b);
+    b
+}
+
+fn route_row(bufs: &mut [BytesMut], dest: CopyDest, row: &[u8]) {
+    match dest {
+        CopyDest::Shard(i) => {
+            if let Some(b) = bufs.get_mut(i) {
+                b.extend_from_slice(row);
+            }
+        }
+        CopyDest::All => {
+            for b in bufs.iter_mut() {
+                b.extend_from_slice(row);
+            }
+        }
+    }
+}
+
+/// Sends buffered rows as one CopyData message.
+async fn send_copy_data(p: &mut Part, rows: &mut BytesMut) -> std::io::Result<()> {
+    let mut msg = BytesMut::with_capacity(rows.len() + 5);
+    msg.put_u8(b'd');
+    msg.put_i32(rows.len() as i32 + 4);
+    msg.extend_from_slice(rows);
+    rows.clear();
+    p.lease.backend().send(&msg).await
+}
+
+async fn fail_all(parts: &mut [Part], why: &str) {
+    let mut fail = BytesMut::new();
+    postgres_protocol::message::frontend::copy_fail(why, &mut fail).ok();
+    for p in parts.iter_mut() {
+        let _ = p.lease.backend().send(&fail).await;
+    }
+}
+
+/// Reads a shard's answer to the COPY statement: CopyInResponse (its bytes),
+/// or the error it raised instead (after its ReadyForQuery).
+async fn read_until_copy_in(p: &mut Part) -> std::io::Result<Result<BytesMut, SqlError>> {
+    let name = p.lease.pool().name.clone();
+    let be = p.lease.backend();
+    let mut err = None;
+    loop {
+        let f = be.next_frame().await?;
+        let bytes = BytesMut::from(&be.reader.buf[..f.len]);
+        be.reader.skip(f);
+        match f.tag {
+            b'G' => return Ok(Ok(bytes)),
+            b'E' => {
+                let (code, msg) = parse_error_fields(&bytes[5..]);
+                err = Some(
+                    SqlError::new(
+                        sqlstate::CONNECTION_EXCEPTION,
+                        format!("shard \"{name}\": {msg}"),
+                    )
+                    .with_detail(format!("SQLSTATE {code}")),
+                );
+            }
+            b'Z' => {
+                return Ok(Err(err.unwrap_or_else(|| {
+                    SqlError::new(
+                        sqlstate::PROTOCOL_VIOLATION,
+                        format!("shard \"{name}\" did not start the COPY"),
+                    )
+                })))
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Reads a shard's answer after CopyDone/CopyFail: rows copied, or its error.
+async fn read_copy_result(p: &mut Part) -> std::io::Result<(u64, Option<BytesMut>)> {
+    let be = p.lease.backend();
+    let mut n = 0;
+    let mut err = None;
+    loop {
+        let f = be.next_frame().await?;
+        let body = f.body(&be.reader.buf);
+        match f.tag {
+            b'C' => {
+                let tag =
+                    String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body)).into_owned();
+                n = split_tag(&tag).1.unwrap_or(0);
+            }
+            b'E' if err.is_none() => err = Some(BytesMut::from(&be.reader.buf[..f.len])),
+            b'Z' => {
+                be.reader.skip(f);
+                return Ok((n, err));
+            }
+            _ => {}
+        }
+        be.reader.skip(f);
+    }
+}
+
+/// The table's columns in order, for a COPY without a column list.
+async fn table_columns(p: &mut Part, table: &str) -> Result<Vec<String>, SqlError> {
+    let name = p.lease.pool().name.clone();
+    let sql = format!(
+        "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass('{}') AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        table.replace('\'', "''")
+    );
+    let rows = p.lease.backend().query_rows(&sql).await.map_err(|e| {
+        SqlError::new(
+            sqlstate::CONNECTION_EXCEPTION,
+            format!("reading the columns of {table} on shard \"{name}\": {e}"),
+        )
+    })?;
+    let cols: Vec<String> = rows
+        .into_iter()
+        .filter_map(|r| r.into_iter().next().flatten())
+        .collect();
+    if cols.is_empty() {
+        return Err(SqlError::new(
+            "42P01",
+            format!("relation \"{table}\" does not exist on shard \"{name}\""),
+        ));
+    }
+    Ok(cols)
+}

@@ -1,0 +1,202 @@
+//! Where a statement runs: its cached plan, the session's routing hints
+//! (`SET shardproxy.shard` / `SET shardproxy.shard_key`), the shard map.
+
+use super::fanout::FanMode;
+use super::Session;
+use crate::data::codec::error::sqlstate;
+use crate::data::codec::SqlError;
+use crate::data::planner::{
+    resolve_stmt, CopySpec, FanOut, Hint, Params, Plan, Route, StmtKind, StmtPlan, Target,
+};
+
+/// What the session does with a statement.
+#[derive(Debug)]
+pub(super) enum Dispatch {
+    /// Relay to one shard.
+    One(usize),
+    /// Any one shard will do (no sharded table involved): the session's current one.
+    Any,
+    /// Run on several shards.
+    Fan { shards: Vec<usize>, mode: FanMode },
+    /// A multi-row INSERT whose rows belong to several shards (statement 0 of the plan).
+    SplitInsert,
+    /// `COPY … FROM STDIN` into a sharded table: rows split by key.
+    SplitCopy(CopySpec),
+    /// COMMIT or ROLLBACK of a transaction spanning shards.
+    EndMulti { commit: bool },
+}
+
+impl From<crate::data::planner::RouteError> for SqlError {
+    fn from(e: crate::data::planner::RouteError) -> SqlError {
+        SqlError::new(e.sqlstate, e.message)
+    }
+}
+
+impl Session {
+    /// The session-level hint, if any (`SET shardproxy.shard` wins).
+    fn session_hint(&self) -> Option<Hint> {
+        if let Some(i) = self.hint_shard {
+            return self.rt.pools.get(i).map(|p| Hint::Shard(p.name.clone()));
+        }
+        self.hint_key.clone().map(Hint::ShardKey)
+    }
+
+    /// Decides how to run `plan` (all of a simple query's statements, or one
+    /// prepared statement with its Bind parameters).
+    pub(super) fn dispatch(&self, plan: &Plan, params: &Params<'_>) -> Result<Dispatch, SqlError> {
+        let hint = self.session_hint();
+        let mut single: Option<usize> = None;
+        if !self.others.is_empty() && plan.stmts.len() == 1 {
+            match plan.stmts[0].kind {
+                StmtKind::Commit => return Ok(Dispatch::EndMulti { commit: true }),
+                StmtKind::Rollback => return Ok(Dispatch::EndMulti { commit: false }),
+                StmtKind::Savepoint | StmtKind::Prepare2pc => {
+                    return Err(SqlError::new(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "savepoints and PREPARE TRANSACTION are not supported in a transaction that spans shards",
+                    ))
+                }
+                _ => {}
+            }
+        }
+        for stmt in &plan.stmts {
+            let d = self.dispatch_stmt(stmt, plan, hint.as_ref(), params)?;
+            match d {
+                Dispatch::Any => {}
+                Dispatch::One(s) if single.is_none_or(|c| c == s) => single = Some(s),
+                Dispatch::One(_) => {
+                    return Err(SqlError::new(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "the statements of this query string run on different shards",
+                    )
+                    .with_hint("Send statements for different shards one at a time."))
+                }
+                other if plan.stmts.len() == 1 => return Ok(other),
+                _ => {
+                    return Err(SqlError::new(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "a query string with several statements can only be routed to one shard; one of these statements spans shards",
+                    )
+                    .with_hint("Send the statements one at a time."))
+                }
+            }
+        }
+        Ok(single.map(Dispatch::One).unwrap_or(Dispatch::Any))
+    }
+
+    fn dispatch_stmt(
+        &self,
+        stmt: &StmtPlan,
+        plan: &Plan,
+        hint: Option<&Hint>,
+        params: &Params<'_>,
+    ) -> Result<Dispatch, SqlError> {
+        if let Some(what) = stmt.session_state {
+            return Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                format!("{what} is not supported through shardproxy: its effect would outlive the transaction on a pooled backend"),
+            )
+            .with_hint("Use the transaction-scoped form (pg_advisory_xact_lock, temp tables ON COMMIT DROP) or connect to the shard directly."));
+        }
+        let target = match hint {
+            Some(h) => stmt.hinted(h),
+            None => stmt.target.clone(),
+        };
+        let nshards = self.rt.pools.len();
+        match &target {
+            Target::Refused { sqlstate, message } => Err(SqlError::new(sqlstate, message.clone())),
+            Target::Named(name) => Ok(Dispatch::One(self.shard_by_name(name)?)),
+            Target::AnyShard => Ok(Dispatch::Any),
+            Target::Unparsed {
+                read_only_guess,
+                error,
+            } => {
+                let forced = match (&plan.hint, hint) {
+                    (Some(Hint::Shard(n)), _) | (_, Some(Hint::Shard(n))) => Some(n),
+                    _ => None,
+                };
+                if let Some(name) = forced {
+                    Ok(Dispatch::One(self.shard_by_name(name)?))
+                } else if nshards == 1 {
+                    Ok(Dispatch::One(0))
+                } else if *read_only_guess {
+                    Ok(Dispatch::Fan {
+                        shards: (0..nshards).collect(),
+                        mode: FanMode::Maintenance,
+                    })
+                } else {
+                    Err(SqlError::new(
+                        sqlstate::SYNTAX_ERROR,
+                        format!("shardproxy cannot parse this statement, so it cannot route it safely: {error}"),
+                    )
+                    .with_hint("Rewrite it in plain SQL, or send it to one shard with a /* shard=NAME */ comment."))
+                }
+            }
+            Target::Keyed { .. }
+            | Target::InsertMulti { .. }
+            | Target::AllShards(_)
+            | Target::CopyIn(_) => {
+                let shards = match resolve_stmt(stmt, params, &self.rt.map)? {
+                    Route::Shard(s) => return Ok(Dispatch::One(s)),
+                    Route::Any => return Ok(Dispatch::Any),
+                    Route::Shards(v) => v,
+                    Route::All => (0..nshards).collect(),
+                };
+                if shards.len() == 1 {
+                    return Ok(Dispatch::One(shards[0]));
+                }
+                Ok(match &target {
+                    Target::InsertMulti { .. } => Dispatch::SplitInsert,
+                    Target::CopyIn(spec) => Dispatch::SplitCopy(spec.clone()),
+                    Target::AllShards(FanOut::Maintenance) => Dispatch::Fan {
+                        shards,
+                        mode: FanMode::Maintenance,
+                    },
+                    Target::AllShards(FanOut::Read) => Dispatch::Fan {
+                        shards,
+                        mode: FanMode::Read,
+                    },
+                    Target::Keyed { .. } if stmt.read_only => Dispatch::Fan {
+                        shards,
+                        mode: FanMode::Read,
+                    },
+                    _ => Dispatch::Fan {
+                        shards,
+                        mode: FanMode::Atomic,
+                    },
+                })
+            }
+        }
+    }
+
+    /// The shard when nothing in the statement says otherwise.
+    pub(super) fn default_shard(&self) -> usize {
+        if self.lease.is_some() {
+            self.lease_shard
+        } else {
+            self.hint_shard.unwrap_or(0)
+        }
+    }
+
+    pub(super) fn shard_by_name(&self, name: &str) -> Result<usize, SqlError> {
+        self.rt
+            .pools
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| {
+                SqlError::new(
+                    sqlstate::INVALID_TEXT,
+                    format!("routing hint names unknown shard \"{name}\""),
+                )
+                .with_hint(format!(
+                    "Known shards: {}.",
+                    self.rt
+                        .pools
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })
+    }
+}

@@ -1,0 +1,241 @@
+//! All-or-nothing writes across shards: BEGIN on every shard, the statement,
+//! then two-phase commit.
+//!
+//! The commit point is durable on one shard, the coordinator (the first
+//! participant): its prepared transaction also inserts the transaction's id
+//! into `shardproxy.commit_log`. Once the coordinator's COMMIT PREPARED is
+//! done, the others are committed; if the proxy dies in between,
+//! [`crate::control::twophase`] finishes the job from the log (commit where
+//! the log row exists, roll back where it does not).
+//!
+//! Shards with `max_prepared_transactions = 0` cannot do this; then every
+//! shard commits in turn and a failure is reported per shard.
+
+use super::fanout::Part;
+use super::Session;
+use crate::data::codec::error::sqlstate;
+use crate::data::codec::SqlError;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// The schema and table holding commit decisions on coordinators.
+pub const COMMIT_LOG: &str = "shardproxy.commit_log";
+
+/// Creates the commit log if needed (idempotent; run once per backend pool).
+pub const COMMIT_LOG_DDL: &str = "CREATE SCHEMA IF NOT EXISTS shardproxy; \
+     CREATE TABLE IF NOT EXISTS shardproxy.commit_log (gid text PRIMARY KEY, committed_at timestamptz NOT NULL DEFAULT now())";
+
+/// Prefix of every prepared-transaction id the proxy creates.
+pub const GID_PREFIX: &str = "shardproxy:";
+
+/// A new global transaction id: `shardproxy:<instance>-<seq>:<coordinator>`.
+pub fn new_gid(coordinator: &str) -> String {
+    static INSTANCE: OnceLock<u64> = OnceLock::new();
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let instance = INSTANCE.get_or_init(rand::random::<u64>);
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("{GID_PREFIX}{instance:016x}-{seq}:{coordinator}")
+}
+
+/// The coordinator shard named in a gid.
+pub fn gid_coordinator(gid: &str) -> Option<&str> {
+    gid.strip_prefix(GID_PREFIX)?
+        .split_once(':')
+        .map(|(_, c)| c)
+}
+
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn failed(shard: &str, what: &str, (code, msg): (String, String)) -> SqlError {
+    SqlError::new(
+        sqlstate::CONNECTION_EXCEPTION,
+        format!("{what} failed on shard \"{shard}\": {msg}"),
+    )
+    .with_detail(format!("SQLSTATE {code} from shard \"{shard}\""))
+}
+
+impl Session {
+    /// Opens a transaction on every part.
+    pub(super) async fn begin_all(&mut self, parts: &mut [Part]) -> Result<(), SqlError> {
+        for p in parts.iter_mut() {
+            let name = p.lease.pool().name.clone();
+            match p.lease.backend().execute_silently("BEGIN").await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(failed(&name, "BEGIN", e)),
+                Err(e) => return Err(SqlError::shard_unavailable(&name, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolls back every part (best effort: a part that fails is closed).
+    pub(super) async fn rollback_all(&mut self, parts: &mut [Part]) {
+        for p in parts.iter_mut() {
+            let _ = p.lease.backend().execute_silently("ROLLBACK").await;
+        }
+    }
+
+    /// Commits every part: two-phase when the shards allow it.
+    pub(super) async fn commit_all(&mut self, parts: &mut [Part]) -> Result<(), SqlError> {
+        if parts.len() == 1 || !self.twophase_possible(parts).await {
+            return self.commit_each(parts).await;
+        }
+        let coordinator = parts[0].lease.pool().name.clone();
+        let gid = new_gid(&coordinator);
+        let prepare = format!("PREPARE TRANSACTION {}", quote_literal(&gid));
+        // Phase 1: the coordinator records the decision inside its own transaction.
+        let log = format!(
+            "INSERT INTO {COMMIT_LOG} (gid) VALUES ({})",
+            quote_literal(&gid)
+        );
+        for (i, p) in parts.iter_mut().enumerate() {
+            let name = p.lease.pool().name.clone();
+            let be = p.lease.backend();
+            let r = if i == 0 {
+                match be.execute_silently(&log).await {
+                    Ok(Ok(())) => be.execute_silently(&prepare).await,
+                    other => other,
+                }
+            } else {
+                be.execute_silently(&prepare).await
+            };
+            match r {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    self.abort_prepared(parts, i, &gid).await;
+                    return Err(failed(&name, "PREPARE TRANSACTION", e));
+                }
+                Err(e) => {
+                    self.abort_prepared(parts, i, &gid).await;
+                    return Err(SqlError::shard_unavailable(&name, e));
+                }
+            }
+        }
+        // Phase 2: the coordinator's commit is the commit point.
+        let commit = format!("COMMIT PREPARED {}", quote_literal(&gid));
+        for (i, p) in parts.iter_mut().enumerate() {
+            let name = p.lease.pool().name.clone();
+            match p.lease.backend().execute_silently(&commit).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) if i == 0 => {
+                    self.abort_prepared(parts, parts.len(), &gid).await;
+                    return Err(failed(&name, "COMMIT PREPARED", e));
+                }
+                Ok(Err(e)) => {
+                    // Decided: the recovery task commits it later from the log.
+                    tracing::warn!(
+                        "COMMIT PREPARED {gid} on {name} failed ({e:?}); recovery will finish it"
+                    );
+                }
+                Err(e) if i == 0 => {
+                    return Err(SqlError::shard_unavailable(&name, format!("{e}; the transaction's outcome is decided by recovery from shard \"{name}\"")));
+                }
+                Err(e) => {
+                    tracing::warn!("COMMIT PREPARED {gid} on {name}: {e}; recovery will finish it")
+                }
+            }
+        }
+        // The log row is only needed until every participant committed.
+        let forget = format!(
+            "DELETE FROM {COMMIT_LOG} WHERE gid = {}",
+            quote_literal(&gid)
+        );
+        let _ = parts[0].lease.backend().execute_silently(&forget).await;
+        Ok(())
+    }
+
+    /// Rolls back parts `0..prepared` (prepared) and the rest (open).
+    async fn abort_prepared(&mut self, parts: &mut [Part], prepared: usize, gid: &str) {
+        let rollback = format!("ROLLBACK PREPARED {}", quote_literal(gid));
+        for (i, p) in parts.iter_mut().enumerate() {
+            let sql = if i < prepared {
+                rollback.as_str()
+            } else {
+                "ROLLBACK"
+            };
+            let _ = p.lease.backend().execute_silently(sql).await;
+        }
+    }
+
+    /// Plain COMMIT on each part in turn, reporting which shards committed.
+    async fn commit_each(&mut self, parts: &mut [Part]) -> Result<(), SqlError> {
+        let mut done = Vec::new();
+        for p in parts.iter_mut() {
+            let name = p.lease.pool().name.clone();
+            match p.lease.backend().execute_silently("COMMIT").await {
+                Ok(Ok(())) => done.push(name),
+                Ok(Err(e)) => {
+                    let err = failed(&name, "COMMIT", e);
+                    return Err(if done.is_empty() {
+                        err
+                    } else {
+                        err.with_hint(format!(
+                            "Shards without two-phase commit: the statement is committed on {} and not on \"{name}\" (set max_prepared_transactions on the shards for all-or-nothing).",
+                            done.join(", ")
+                        ))
+                    });
+                }
+                Err(e) => return Err(SqlError::shard_unavailable(&name, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// True when every part's shard allows prepared transactions (checked
+    /// once per pool) and has the commit log.
+    async fn twophase_possible(&mut self, parts: &mut [Part]) -> bool {
+        for p in parts.iter_mut() {
+            let pool = p.lease.pool().clone();
+            match pool.twophase.load(Ordering::Relaxed) {
+                1 => continue,
+                2 => return false,
+                _ => {}
+            }
+            // Ask on a fresh connection: this backend is inside the statement's transaction.
+            let ok = match crate::data::pool::Backend::connect(
+                &pool.addr,
+                &pool.name,
+                pool.settings.connect_timeout,
+            )
+            .await
+            {
+                Ok(mut be) => match be.query_rows("SHOW max_prepared_transactions").await {
+                    Ok(rows) => {
+                        let n: i64 = rows
+                            .first()
+                            .and_then(|r| r.first())
+                            .and_then(|v| v.as_deref())
+                            .and_then(|v| v.parse().ok())
+                            .unwrap_or(0);
+                        n > 0 && matches!(be.execute_silently(COMMIT_LOG_DDL).await, Ok(Ok(())))
+                    }
+                    Err(_) => false,
+                },
+                Err(_) => false,
+            };
+            pool.twophase
+                .store(if ok { 1 } else { 2 }, Ordering::Relaxed);
+            if !ok {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gids_name_their_coordinator_and_are_unique() {
+        let a = new_gid("shard-0");
+        let b = new_gid("shard-0");
+        assert_ne!(a, b);
+        assert_eq!(gid_coordinator(&a), Some("shard-0"));
+        assert_eq!(gid_coordinator("other:1:x"), None);
+        assert_eq!(quote_literal("a'b"), "'a''b'");
+    }
+}
