@@ -29,6 +29,7 @@ mod hints;
 mod insert_split;
 mod keys;
 mod lex;
+pub mod normalize;
 mod plan;
 mod resolve;
 mod scope;
@@ -108,6 +109,24 @@ impl Planner {
             c.insert(sql, plan.clone());
         }
         plan
+    }
+
+    /// The plan of a simple-protocol text, with its literals as text
+    /// parameters when the text was normalized (see [`normalize`]): texts
+    /// that differ only in literals share one cached plan.
+    pub fn plan_literals(&self, sql: &str) -> (Arc<Plan>, Vec<String>) {
+        if let Some(n) = normalize::normalize(sql) {
+            let plan = self.plan(&n.template);
+            let usable = plan.stmts.len() == 1
+                && !matches!(
+                    plan.stmts[0].target,
+                    Target::Unparsed { .. } | Target::InsertMulti { .. }
+                );
+            if usable {
+                return (plan, n.literals);
+            }
+        }
+        (self.plan(sql), Vec::new())
     }
 
     /// The plan of a SQL text, bypassing the cache.

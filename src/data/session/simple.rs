@@ -27,11 +27,15 @@ impl Session {
                 Err(e) => self.error_and_ready(e).await,
             };
         }
-        let plan = self.rt.planner.plan(sql);
+        let (plan, literals) = self.rt.planner.plan_literals(sql);
+        let params = Params {
+            values: literals.iter().map(|l| Some(l.as_bytes())).collect(),
+            formats: Vec::new(),
+        };
         if let Some(r) = self.deferred_transaction(&plan, sql) {
             return r.await;
         }
-        let shard = match self.dispatch(&plan, &Params::none()) {
+        let shard = match self.dispatch(&plan, &params) {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
             Ok(Dispatch::Fan { shards, mode }) => {
