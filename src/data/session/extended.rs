@@ -56,6 +56,26 @@ impl Session {
 
     /// Routes, translates, sends and relays one batch.
     async fn run_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
+        // Inside a deferred BEGIN, a batch that executes nothing (Parse,
+        // Describe: a client preparing its next statement) must not pin the
+        // transaction: it runs on a backend outside the transaction, and
+        // its ReadyForQuery still says "in transaction".
+        let executes = frames(batch).any(|(t, _)| t == b'B' || t == b'E');
+        if !executes && sync && self.lease.is_none() && self.pending_begin.is_some() {
+            let pending = self.pending_begin.take();
+            self.force_status = Some(b'T');
+            let r = self.run_routed_batch(batch, sync).await;
+            self.force_status = None;
+            if self.lease.is_none() {
+                self.pending_begin = pending;
+                self.tx = b'T';
+            }
+            return r;
+        }
+        self.run_routed_batch(batch, sync).await
+    }
+
+    async fn run_routed_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
         let shard = match self.route_batch(batch) {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),

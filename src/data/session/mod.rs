@@ -75,6 +75,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         others: Vec::new(),
         fan_hold: None,
         pending_begin: None,
+        force_status: None,
         batch: BytesMut::new(),
     };
     let end = s.serve().await;
@@ -121,6 +122,9 @@ pub struct Session {
     /// is answered by the proxy and replayed on the shard of the first
     /// routed statement, which pins the transaction there.
     pending_begin: Option<String>,
+    /// The transaction status to report in relayed ReadyForQuery messages
+    /// (while a deferred BEGIN is open on no backend yet).
+    force_status: Option<u8>,
     /// Set while relaying the first shard of an extended-protocol fan-out.
     fan_hold: Option<fanout_ext::FanHold>,
     /// Extended-protocol messages waiting for Sync or Flush.
@@ -336,6 +340,7 @@ impl Session {
         if let Ok(mut r) = self.info.running_on.lock() {
             r.clear();
         }
+        self.unnamed_on_lease = false;
         if self.settings_dirty {
             self.settings_dirty = false;
             if self.settings.capture_from(lease.backend()).await.is_err() {

@@ -112,7 +112,10 @@ impl Session {
                             if let Some(Expect::Sync) = q.front() {
                                 q.pop_front();
                             }
-                            self.emit(bytes);
+                            match self.force_status {
+                                Some(st) => self.emit(&[b'Z', 0, 0, 0, 5, st]),
+                                None => self.emit(bytes),
+                            }
                         }
                         b'E' => {
                             pool.stats.errors.fetch_add(1, Relaxed);
