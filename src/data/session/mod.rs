@@ -62,7 +62,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         info,
         client: hs.stream,
         creader: FrameReader::new(max),
-        out: BytesMut::with_capacity(16 * 1024),
+        out: BytesMut::new(),
         lease: None,
         lease_shard: 0,
         tx: b'I',
@@ -231,6 +231,10 @@ impl Session {
         if !self.out.is_empty() {
             self.client.write_all(&self.out).await?;
             self.out.clear();
+            // Give back what a large result grew; idle sessions stay small.
+            if self.out.capacity() > 256 * 1024 {
+                self.out = BytesMut::new();
+            }
         }
         Ok(())
     }
