@@ -47,7 +47,20 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// `shardproxy check`: a readable summary of a valid config.
+/// `shardproxy check`: everything `serve` would build from the config
+/// (credentials, TLS files, shard map) without connecting anywhere, then a
+/// readable summary.
+pub fn check(c: &Config) -> Result<String, String> {
+    let file = c
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "config".into());
+    crate::runtime::Runtime::build(c.clone(), None).map_err(|e| format!("{file}: {e}"))?;
+    Ok(explain(c))
+}
+
+/// A readable summary of a valid config.
 pub fn explain(c: &Config) -> String {
     let mut s = String::new();
     s.push_str(&format!(
