@@ -131,8 +131,10 @@ impl Session {
             }
             (StmtKind::Commit, true, true, _) | (StmtKind::Rollback, true, true, _) => {
                 self.pending_begin = None;
+                let was = self.tx;
                 self.tx = b'I';
-                if stmt.kind == StmtKind::Commit {
+                // COMMIT of a failed transaction rolls back, as in Postgres.
+                if stmt.kind == StmtKind::Commit && was == b'T' {
                     "COMMIT"
                 } else {
                     "ROLLBACK"
