@@ -159,7 +159,11 @@ impl Session {
                 b'P' => {
                     if let Ok(p) = ParseMsg::decode(body) {
                         parsed.retain(|(n, _)| *n != p.name);
-                        parsed.push((p.name, self.rt.planner.plan(p.query)));
+                        let plan = match self.prepared.reusable(&p) {
+                            Some(s) => s.plan.clone(),
+                            None => self.rt.planner.plan(p.query),
+                        };
+                        parsed.push((p.name, plan));
                     }
                 }
                 b'B' => {
@@ -246,8 +250,14 @@ impl Session {
                         failed = true;
                         continue;
                     }
-                    let plan = self.rt.planner.plan(p.query);
-                    let stmt = Arc::new(PreparedStmt::new(p.query, p.param_types, plan));
+                    let stmt = match self.prepared.reusable(&p) {
+                        Some(s) => s,
+                        None => Arc::new(PreparedStmt::new(
+                            p.query,
+                            p.param_types,
+                            self.rt.planner.plan(p.query),
+                        )),
+                    };
                     self.prepared.insert(p.name, stmt.clone());
                     if p.name.is_empty() {
                         wire.extend_from_slice(raw);
