@@ -23,6 +23,12 @@ pub async fn bind(config: Config) -> Result<Bound, String> {
         crate::metrics::start_exporter(m)?;
     }
     let proxy = Proxy::new(config)?;
+    // Finishes two-phase commits a crashed proxy left prepared (now, then periodically).
+    {
+        use crate::control::twophase::{run_periodically, RECOVERY_INTERVAL, RECOVERY_MIN_AGE};
+        let weak = Arc::downgrade(&proxy);
+        tokio::spawn(run_periodically(weak, RECOVERY_INTERVAL, RECOVERY_MIN_AGE));
+    }
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
