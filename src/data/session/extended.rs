@@ -260,6 +260,16 @@ impl Session {
                             } else {
                                 b.encode_renamed(&global, wire);
                             }
+                            let drops = self.prepared.get(b.statement).is_some_and(|s| {
+                                s.touches_settings && may_drop_statements(&s.query)
+                            });
+                            if let (true, Some(be)) = (drops, backend.as_deref_mut()) {
+                                // DISCARD/DEALLOCATE ALL is about to drop every
+                                // server-side statement (itself included): later
+                                // messages prepare what they use again.
+                                be.prepared.clear();
+                                self.prepared_unsure = true;
+                            }
                             queue.push_back(Expect::Reply {
                                 swallow: false,
                                 parsed: None,
@@ -351,18 +361,6 @@ impl Session {
         let stmt = self.prepared.get(name)?.clone();
         if stmt.touches_settings {
             self.settings_dirty = true;
-            if may_drop_statements(&stmt.query) {
-                if let Some(be) = backend {
-                    // DISCARD/DEALLOCATE ALL drop every server-side statement.
-                    be.prepared.clear();
-                    let missing = !self.unnamed_on_lease || !name.is_empty();
-                    if missing {
-                        inject_parse(name, &stmt, wire, queue);
-                    }
-                    self.unnamed_on_lease = name.is_empty();
-                }
-                return Some(stmt.global_name.clone());
-            }
         }
         let be = backend?;
         if name.is_empty() {

@@ -68,6 +68,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         tx: b'I',
         prepared: PreparedRegistry::default(),
         settings_dirty: false,
+        prepared_unsure: false,
         skip_to_sync: false,
         unnamed_on_lease: false,
         hint_shard: None,
@@ -106,6 +107,10 @@ pub struct Session {
     settings: Settings,
     /// Statements run under the current lease may have changed settings.
     settings_dirty: bool,
+    /// A DISCARD ALL / DEALLOCATE ran under the current lease and may have
+    /// failed (e.g. inside a transaction block), so the backend's statements
+    /// are unknown: they are all deallocated before the backend goes back.
+    prepared_unsure: bool,
     /// After an error in an extended-protocol batch, client messages are
     /// skipped until Sync (as Postgres does).
     skip_to_sync: bool,
@@ -342,6 +347,12 @@ impl Session {
                 return; // dropping the lease closes the backend
             }
         }
+        if std::mem::take(&mut self.prepared_unsure) {
+            match lease.backend().execute_silently("DEALLOCATE ALL").await {
+                Ok(Ok(())) => lease.backend().prepared.clear(),
+                _ => return, // closes the backend
+            }
+        }
         self.unnamed_on_lease = false;
         lease.release();
     }
@@ -349,6 +360,7 @@ impl Session {
     /// Drops the held backend without reuse (its state is unknown).
     fn discard_backend(&mut self) {
         self.lease = None;
+        self.prepared_unsure = false;
         self.unnamed_on_lease = false;
         if let Ok(mut r) = self.info.running_on.lock() {
             r.clear();
@@ -372,7 +384,10 @@ impl Session {
             });
         }
         if let Some(mut lease) = self.lease.take() {
-            if self.tx != b'I' {
+            if self.prepared_unsure {
+                // Its statements are unknown: close it rather than reuse it.
+                drop(lease);
+            } else if self.tx != b'I' {
                 tokio::spawn(async move {
                     let clean = tokio::time::timeout(
                         Duration::from_secs(10),
