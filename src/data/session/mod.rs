@@ -387,7 +387,11 @@ impl Session {
             if self.prepared_unsure {
                 // Its statements are unknown: close it rather than reuse it.
                 drop(lease);
-            } else if self.tx != b'I' {
+            } else {
+                // Held with status 'I' means an extended-protocol pipeline
+                // ended by Flush, not Sync: its implicit transaction is
+                // still open and must be rolled back like an explicit one
+                // (ROLLBACK only warns when nothing is open).
                 tokio::spawn(async move {
                     let clean = tokio::time::timeout(
                         Duration::from_secs(10),
@@ -398,8 +402,6 @@ impl Session {
                         lease.release();
                     }
                 });
-            } else {
-                lease.release();
             }
         }
         let _ = self.client.shutdown().await;
