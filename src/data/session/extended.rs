@@ -11,7 +11,7 @@ use super::{End, Session};
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::frontend::{BindMsg, ExecuteMsg, ParseMsg, TargetMsg};
 use crate::data::codec::{messages, SqlError};
-use crate::data::planner::{Params, Plan};
+use crate::data::planner::{Hint, Params, Plan};
 use crate::data::pool::Backend;
 use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
@@ -190,6 +190,18 @@ impl Session {
                 "a statement that spans shards must be alone in its pipeline (up to Sync)",
             )
             .with_hint("Send a Sync after each statement that spans shards."));
+        }
+        if binds == 0 {
+            // Only Parse/Describe (a client preparing a statement): describe
+            // it where its /* shard=… */ hint points, as its Binds will run;
+            // the default shard may lack its tables, or be down.
+            let hinted = parsed.iter().rev().find_map(|(_, p)| match &p.hint {
+                Some(Hint::Shard(name)) => Some(name),
+                _ => None,
+            });
+            if let Some(name) = hinted {
+                return Ok(Dispatch::One(self.shard_by_name(name)?));
+            }
         }
         Ok(chosen)
     }
