@@ -276,16 +276,21 @@ impl Raw {
         self.until_ready().await
     }
 
-    /// Reads until the proxy closes the socket; returns the SQLSTATE of the
-    /// last ErrorResponse seen (None if there was none).
-    pub async fn error_then_close(&mut self) -> Option<String> {
-        let mut code = None;
+    /// Reads until the proxy closes the socket (panics after 5 s without
+    /// it); returns (SQLSTATE, message) of the last ErrorResponse seen.
+    pub async fn error_then_close(&mut self) -> Option<(String, String)> {
+        let mut err = None;
         while let Some((tag, body)) = self.recv().await {
             if tag == b'E' {
-                code = Some(error_fields(&body).0);
+                err = Some(error_fields(&body));
             }
         }
-        code
+        err
+    }
+
+    /// Like [`Raw::error_then_close`], just the SQLSTATE.
+    pub async fn code_then_close(&mut self) -> Option<String> {
+        self.error_then_close().await.map(|e| e.0)
     }
 
     /// Runs startup as `user`, answering SCRAM or md5 with `password`.
