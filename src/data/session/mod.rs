@@ -136,7 +136,9 @@ impl Session {
     async fn serve(&mut self) -> End {
         let mut shutdown = self.proxy.shutdown.subscribe();
         loop {
-            if *shutdown.borrow() && self.lease.is_none() {
+            // Outside a transaction (a BEGIN the proxy answered, not yet
+            // sent to a shard, holds no backend but is one).
+            if *shutdown.borrow() && self.lease.is_none() && self.tx == b'I' {
                 return End::Fatal(
                     SqlError::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
