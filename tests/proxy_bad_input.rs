@@ -8,6 +8,7 @@ mod common;
 
 use common::proxy::*;
 use common::*;
+use shardproxy::control::cluster::LocalCluster;
 use std::time::{Duration, Instant};
 
 const V3: u32 = 196608;
@@ -220,6 +221,7 @@ async fn malformed_body() {
             took >= Duration::from_millis(250) && took < Duration::from_secs(2),
             "{what}: closed after {took:?} ({got:?})"
         );
+        still_works(&witness, 40).await;
     }
     // An SSLRequest without TLS configured is answered 'N', then the
     // client may go on in plain text.
@@ -522,4 +524,28 @@ async fn down_body() {
         .unwrap()
         .get(0);
     assert_eq!(v, p1);
+
+    // The shard comes back on the same port: the same sessions use it again,
+    // without restarting the proxy.
+    let data = cs[0].data_dir().to_path_buf();
+    let _restarted = LocalCluster::start(&data, cs[0].port()).expect("restart s0");
+    let v: i32 = client
+        .query_one(on("s0").as_str(), &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, p0);
+    let v: i32 = client
+        .query_one("SELECT current_setting('port')::int + $1", &[&0i32])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, p0);
+    late.batch_execute("RESET shardproxy.shard").await.unwrap();
+    let v: i32 = late
+        .query_one("SELECT current_setting('port')::int", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, p0);
 }
