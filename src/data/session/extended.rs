@@ -11,7 +11,7 @@ use super::{End, Session};
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::frontend::{BindMsg, ExecuteMsg, ParseMsg, TargetMsg};
 use crate::data::codec::{messages, SqlError};
-use crate::data::planner::{Params, Plan};
+use crate::data::planner::{Hint, Params, Plan};
 use crate::data::pool::Backend;
 use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
@@ -215,6 +215,18 @@ impl Session {
             )
             .with_hint("Send a Sync after each statement that spans shards."));
         }
+        if binds == 0 {
+            // Only Parse/Describe (a client preparing a statement): describe
+            // it where its /* shard=… */ hint points, as its Binds will run;
+            // the default shard may lack its tables, or be down.
+            let hinted = parsed.iter().rev().find_map(|(_, p)| match &p.hint {
+                Some(Hint::Shard(name)) => Some(name),
+                _ => None,
+            });
+            if let Some(name) = hinted {
+                return Ok(Dispatch::One(self.shard_by_name(name)?));
+            }
+        }
         Ok(chosen)
     }
 
@@ -289,6 +301,16 @@ impl Session {
                                 wire.extend_from_slice(raw);
                             } else {
                                 b.encode_renamed(&global, wire);
+                            }
+                            let drops = self.prepared.get(b.statement).is_some_and(|s| {
+                                s.touches_settings && may_drop_statements(&s.query)
+                            });
+                            if let (true, Some(be)) = (drops, backend.as_deref_mut()) {
+                                // DISCARD/DEALLOCATE ALL is about to drop every
+                                // server-side statement (itself included): later
+                                // messages prepare what they use again.
+                                be.prepared.clear();
+                                self.prepared_unsure = true;
                             }
                             queue.push_back(Expect::Reply {
                                 swallow: false,
@@ -381,18 +403,6 @@ impl Session {
         let stmt = self.prepared.get(name)?.clone();
         if stmt.touches_settings {
             self.settings_dirty = true;
-            if may_drop_statements(&stmt.query) {
-                if let Some(be) = backend {
-                    // DISCARD/DEALLOCATE ALL drop every server-side statement.
-                    be.prepared.clear();
-                    let missing = !self.unnamed_on_lease || !name.is_empty();
-                    if missing {
-                        inject_parse(name, &stmt, wire, queue);
-                    }
-                    self.unnamed_on_lease = name.is_empty();
-                }
-                return Some(stmt.global_name.clone());
-            }
         }
         let be = backend?;
         if name.is_empty() {

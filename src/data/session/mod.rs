@@ -68,6 +68,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         tx: b'I',
         prepared: PreparedRegistry::default(),
         settings_dirty: false,
+        prepared_unsure: false,
         skip_to_sync: false,
         unnamed_on_lease: false,
         hint_shard: None,
@@ -107,6 +108,10 @@ pub struct Session {
     settings: Settings,
     /// Statements run under the current lease may have changed settings.
     settings_dirty: bool,
+    /// A DISCARD ALL / DEALLOCATE ran under the current lease and may have
+    /// failed (e.g. inside a transaction block), so the backend's statements
+    /// are unknown: they are all deallocated before the backend goes back.
+    prepared_unsure: bool,
     /// After an error in an extended-protocol batch, client messages are
     /// skipped until Sync (as Postgres does).
     skip_to_sync: bool,
@@ -135,7 +140,9 @@ impl Session {
     async fn serve(&mut self) -> End {
         let mut shutdown = self.proxy.shutdown.subscribe();
         loop {
-            if *shutdown.borrow() && self.lease.is_none() {
+            // Outside a transaction (a BEGIN the proxy answered, not yet
+            // sent to a shard, holds no backend but is one).
+            if *shutdown.borrow() && self.lease.is_none() && self.tx == b'I' {
                 return End::Fatal(
                     SqlError::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
@@ -351,6 +358,12 @@ impl Session {
                 return; // dropping the lease closes the backend
             }
         }
+        if std::mem::take(&mut self.prepared_unsure) {
+            match lease.backend().execute_silently("DEALLOCATE ALL").await {
+                Ok(Ok(())) => lease.backend().prepared.clear(),
+                _ => return, // closes the backend
+            }
+        }
         self.unnamed_on_lease = false;
         lease.release();
     }
@@ -358,6 +371,7 @@ impl Session {
     /// Drops the held backend without reuse (its state is unknown).
     fn discard_backend(&mut self) {
         self.lease = None;
+        self.prepared_unsure = false;
         self.unnamed_on_lease = false;
         if let Ok(mut r) = self.info.running_on.lock() {
             r.clear();
@@ -381,7 +395,14 @@ impl Session {
             });
         }
         if let Some(mut lease) = self.lease.take() {
-            if self.tx != b'I' {
+            if self.prepared_unsure {
+                // Its statements are unknown: close it rather than reuse it.
+                drop(lease);
+            } else {
+                // Held with status 'I' means an extended-protocol pipeline
+                // ended by Flush, not Sync: its implicit transaction is
+                // still open and must be rolled back like an explicit one
+                // (ROLLBACK only warns when nothing is open).
                 tokio::spawn(async move {
                     let clean = tokio::time::timeout(
                         Duration::from_secs(10),
@@ -392,8 +413,6 @@ impl Session {
                         lease.release();
                     }
                 });
-            } else {
-                lease.release();
             }
         }
         let _ = self.client.shutdown().await;

@@ -67,6 +67,7 @@ impl Session {
         let r = self.relay(&mut lease, None).await?;
         if drops_statements {
             lease.backend().prepared.clear();
+            self.prepared_unsure = true;
         }
         self.after_relay(lease, r, true).await
     }
