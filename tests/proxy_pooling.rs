@@ -317,8 +317,11 @@ async fn discard_body() {
         a.query_one(&sa, &[&5i32]).await.unwrap().get::<_, i32>(0),
         15
     );
-    // DEALLOCATE is refused by the planner (session state), and harmless.
-    let e = a.batch_execute("DEALLOCATE ALL").await.unwrap_err();
+    // DEALLOCATE ALL passes (some pools send it on check-in); the client's
+    // statements are re-prepared where needed. DEALLOCATE of a named
+    // SQL-level statement is refused (SQL PREPARE is).
+    a.batch_execute("DEALLOCATE ALL").await.unwrap();
+    let e = a.batch_execute("DEALLOCATE foo").await.unwrap_err();
     assert_eq!(code_of(&e), "0A000");
     assert_eq!(
         a.query_one(&sa, &[&5i32]).await.unwrap().get::<_, i32>(0),
