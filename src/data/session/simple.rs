@@ -14,6 +14,15 @@ impl Session {
     pub(super) async fn simple_query(&mut self, msg: BytesMut) -> Result<(), End> {
         let sql = match query_text(&msg[5..]) {
             Ok(s) => s,
+            // Like Postgres: bad text is an ERROR, a broken message is FATAL.
+            Err(e) if e.why.contains("UTF-8") => {
+                return self
+                    .error_and_ready(SqlError::new(
+                        crate::data::codec::error::sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+                        "invalid byte sequence for encoding \"UTF8\" in the query text",
+                    ))
+                    .await
+            }
             Err(e) => return Err(End::Fatal(SqlError::protocol(e.to_string()))),
         };
         self.info.queries.fetch_add(1, Relaxed);
