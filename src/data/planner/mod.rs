@@ -175,10 +175,20 @@ fn plan_on_big_stack(sql: &str, cat: &dyn Catalog) -> Plan {
 
 /// Parses and plans (no hint, no cache).
 fn plan_text(sql: &str, cat: &dyn Catalog) -> Plan {
-    let parsed = Parser::new(&PostgreSqlDialect {})
-        .with_recursion_limit(RECURSION_LIMIT)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements());
+    let parse = |text: &str| {
+        Parser::new(&PostgreSqlDialect {})
+            .with_recursion_limit(RECURSION_LIMIT)
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_statements())
+    };
+    let parsed = match parse(sql) {
+        Err(e) => match copy::boolean_options_compat(sql) {
+            // Planned from the rewritten text; the original is what runs.
+            Some(compat) => parse(&compat).map_err(|_| e),
+            None => Err(e),
+        },
+        ok => ok,
+    };
     let stmts = match parsed {
         Ok(stmts) => stmts
             .into_iter()

@@ -382,19 +382,9 @@ impl Session {
     /// returned to the pool in the background.
     async fn finish(&mut self) {
         for p in std::mem::take(&mut self.others) {
-            let mut lease = p.lease;
-            tokio::spawn(async move {
-                let clean = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    lease.backend().execute_silently("ROLLBACK"),
-                )
-                .await;
-                if matches!(clean, Ok(Ok(Ok(())))) {
-                    lease.release();
-                }
-            });
+            tokio::spawn(reset_and_release(p.lease));
         }
-        if let Some(mut lease) = self.lease.take() {
+        if let Some(lease) = self.lease.take() {
             if self.prepared_unsure {
                 // Its statements are unknown: close it rather than reuse it.
                 drop(lease);
@@ -403,18 +393,18 @@ impl Session {
                 // ended by Flush, not Sync: its implicit transaction is
                 // still open and must be rolled back like an explicit one
                 // (ROLLBACK only warns when nothing is open).
-                tokio::spawn(async move {
-                    let clean = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        lease.backend().execute_silently("ROLLBACK"),
-                    )
-                    .await;
-                    if matches!(clean, Ok(Ok(Ok(())))) {
-                        lease.release();
-                    }
-                });
+                tokio::spawn(reset_and_release(lease));
             }
         }
         let _ = self.client.shutdown().await;
+    }
+}
+
+/// Returns a backend a departed client left behind to its pool once it is
+/// idle again (closes it if that fails or takes too long).
+async fn reset_and_release(mut lease: Lease) {
+    let clean = tokio::time::timeout(Duration::from_secs(10), lease.backend().reset()).await;
+    if matches!(clean, Ok(Ok(true))) {
+        lease.release();
     }
 }
