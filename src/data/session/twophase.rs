@@ -4,9 +4,11 @@
 //! The commit point is durable on one shard, the coordinator (the first
 //! participant): its prepared transaction also inserts the transaction's id
 //! into `shardproxy.commit_log`. Once the coordinator's COMMIT PREPARED is
-//! done, the others are committed; if the proxy dies in between,
-//! [`crate::control::twophase`] finishes the job from the log (commit where
-//! the log row exists, roll back where it does not).
+//! done, the others are committed. If the proxy dies in between, the log
+//! decides: a prepared transaction whose gid is in the coordinator's log must
+//! be committed, any other rolled back. No recovery task does this yet (the
+//! planned `control::twophase`); until then an operator resolves leftovers in
+//! `pg_prepared_xacts` by hand.
 //!
 //! Shards with `max_prepared_transactions = 0` cannot do this; then every
 //! shard commits in turn and a failure is reported per shard.
