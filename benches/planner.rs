@@ -1,5 +1,6 @@
 //! Planner benchmarks: plan() cached and uncached for short OLTP statements,
-//! and resolve() of a keyed target.
+//! resolve() of a keyed target, and routing a simple-protocol text with a
+//! new literal key each time (normalization + cache + resolve).
 //!
 //! Run: `cargo bench --bench planner -- --warm-up-time 1 --measurement-time 3`
 
@@ -8,7 +9,9 @@ use std::sync::Arc;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use shardproxy::config::Config;
-use shardproxy::data::planner::{resolve, KeySource, KeyType, Params, Planner, Target};
+use shardproxy::data::planner::{
+    resolve, resolve_stmt, KeySource, KeyType, Params, Planner, Target,
+};
 use shardproxy::data::router::ShardMap;
 
 const SELECT: &str = "SELECT abalance FROM pgbench_accounts WHERE aid = $1";
@@ -83,5 +86,33 @@ fn resolve_keyed(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, plan, resolve_keyed);
+/// What a simple-protocol query costs the router end to end: literal
+/// normalization, the template's cached plan, resolve to a shard. Each
+/// iteration uses a different key, as pgbench -S does.
+fn route_simple(c: &mut Criterion) {
+    let m = Arc::new(map());
+    let planner = Planner::new(m.clone());
+    let texts: Vec<String> = (0..1024)
+        .map(|i| {
+            format!(
+                "SELECT abalance FROM pgbench_accounts WHERE aid = {};",
+                i * 7919 + 1
+            )
+        })
+        .collect();
+    let mut i = 0;
+    c.bench_function("route_simple/pgbench_select_new_key", |b| {
+        b.iter(|| {
+            i = (i + 1) % texts.len();
+            let (plan, lits) = planner.plan_literals(black_box(&texts[i]));
+            let params = Params {
+                values: lits.iter().map(|l| Some(l.as_bytes())).collect(),
+                formats: Vec::new(),
+            };
+            resolve_stmt(&plan.stmts[0], &params, &m)
+        })
+    });
+}
+
+criterion_group!(benches, plan, resolve_keyed, route_simple);
 criterion_main!(benches);
