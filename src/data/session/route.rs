@@ -136,6 +136,18 @@ impl Session {
             | Target::InsertMulti { .. }
             | Target::AllShards(_)
             | Target::CopyIn(_) => {
+                // Resolve the hinted target: a session hint (SET shardproxy.shard_key)
+                // may have turned a fan-out into a keyed route.
+                let hinted;
+                let stmt = if target != stmt.target {
+                    hinted = StmtPlan {
+                        target: target.clone(),
+                        ..stmt.clone()
+                    };
+                    &hinted
+                } else {
+                    stmt
+                };
                 let shards = match resolve_stmt(stmt, params, &self.rt.map)? {
                     Route::Shard(s) => return Ok(Dispatch::One(s)),
                     Route::Any => return Ok(Dispatch::Any),

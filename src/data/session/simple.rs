@@ -67,8 +67,9 @@ impl Session {
         self.after_relay(lease, r, true).await
     }
 
-    /// Statements the proxy answers itself: `SET shardproxy.shard = '…'`
-    /// and `RESET shardproxy.shard` (routing hints for this session).
+    /// Statements the proxy answers itself: `SET shardproxy.shard = '…'`,
+    /// `SET shardproxy.shard_key = '…'` and their RESETs (routing hints for
+    /// this session).
     fn session_command(&mut self, sql: &str) -> Option<Result<String, SqlError>> {
         let head = sql.trim_start().as_bytes();
         let maybe = head.len() >= 5
@@ -89,7 +90,11 @@ impl Session {
         }
         let rest = lower.strip_prefix("set ")?.trim_start();
         let rest = rest.strip_prefix("session ").unwrap_or(rest).trim_start();
-        let value = rest.strip_prefix("shardproxy.shard")?.trim_start();
+        let (is_key, value) = match rest.strip_prefix("shardproxy.shard_key") {
+            Some(v) => (true, v),
+            None => (false, rest.strip_prefix("shardproxy.shard")?),
+        };
+        let value = value.trim_start();
         let value = value
             .strip_prefix('=')
             .or_else(|| value.strip_prefix("to "))?
@@ -97,6 +102,10 @@ impl Session {
         // Take the value from the original text to keep its case.
         let original = &t[t.len() - value.len()..];
         let name = original.trim_matches(['\'', '"']);
+        if is_key {
+            self.hint_key = Some(name.to_string());
+            return Some(Ok("SET".into()));
+        }
         Some(self.shard_by_name(name).map(|i| {
             self.hint_shard = Some(i);
             "SET".to_string()
