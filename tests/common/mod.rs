@@ -142,3 +142,4 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     });
     client
 }
+pub mod routed;
