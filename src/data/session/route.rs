@@ -20,8 +20,9 @@ pub(super) enum Dispatch {
     Fan { shards: Vec<usize>, mode: FanMode },
     /// A multi-row INSERT whose rows belong to several shards (statement 0 of the plan).
     SplitInsert,
-    /// `COPY … FROM STDIN` into a sharded table: rows split by key.
-    SplitCopy(CopySpec),
+    /// `COPY … FROM STDIN` into a sharded table: rows split by key; `None`:
+    /// into a reference table, every row to every shard.
+    SplitCopy(Option<CopySpec>),
     /// COMMIT or ROLLBACK of a transaction spanning shards.
     EndMulti { commit: bool },
 }
@@ -159,10 +160,19 @@ impl Session {
                 }
                 Ok(match &target {
                     Target::InsertMulti { .. } => Dispatch::SplitInsert,
-                    Target::CopyIn(spec) => Dispatch::SplitCopy(spec.clone()),
+                    Target::CopyIn(spec) => Dispatch::SplitCopy(Some(spec.clone())),
+                    Target::AllShards(FanOut::ReferenceWrite)
+                        if stmt.kind == StmtKind::CopyFrom =>
+                    {
+                        Dispatch::SplitCopy(None)
+                    }
                     Target::AllShards(FanOut::Maintenance) => Dispatch::Fan {
                         shards,
                         mode: FanMode::Maintenance,
+                    },
+                    Target::AllShards(FanOut::ReferenceWrite) => Dispatch::Fan {
+                        shards,
+                        mode: FanMode::Copies,
                     },
                     Target::AllShards(FanOut::Read) => Dispatch::Fan {
                         shards,

@@ -38,7 +38,7 @@ impl Session {
                 return self.fanout_simple(&msg, &shards, mode).await
             }
             Ok(Dispatch::SplitInsert) => return self.split_insert_simple(&plan.stmts[0]).await,
-            Ok(Dispatch::SplitCopy(spec)) => return self.copy_split(&msg, &spec).await,
+            Ok(Dispatch::SplitCopy(spec)) => return self.copy_split(&msg, spec.as_ref()).await,
             Ok(Dispatch::EndMulti { commit }) => return self.end_multi(commit).await,
             Err(e) => return self.error_and_ready(e).await,
         };
