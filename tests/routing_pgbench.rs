@@ -3,7 +3,7 @@
 //! primary keys) must complete with every row on the shard that owns its key,
 //! then pgbench's select-only script (`-M prepared`, 4 clients) must run with
 //! zero failed transactions.
-//! Scale 2 here (`PGBENCH_SCALE` overrides it, e.g. 10 for a manual run).
+//! Scale 10 (1,000,000 accounts; `PGBENCH_SCALE` overrides it).
 
 mod common;
 
@@ -64,7 +64,7 @@ async fn pgbench_init_and_select_only_through_the_proxy() {
     let scale: i64 = std::env::var("PGBENCH_SCALE")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(2);
+        .unwrap_or(10);
     let r = Routed::start(3, false, true, TABLES).await;
     let started = std::time::Instant::now();
     let init = tokio::task::block_in_place(|| pgbench(&r, &["-i", "-s", &scale.to_string(), "-q"]));
