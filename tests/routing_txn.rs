@@ -224,25 +224,51 @@ async fn reload_under_load_loses_no_query() {
     );
 }
 
-/// KNOWN BUG (reported, not fixed here): in a transaction, a driver's
-/// Parse/Describe/Sync (tokio-postgres, JDBC and most drivers prepare every
-/// statement first) carries no key, so it runs on the default shard s0 and
-/// the deferred BEGIN is replayed there: the transaction is pinned to s0
-/// before its first keyed statement. With two_phase_commit = false, a
-/// transaction whose first statement is for s1 is then refused.
+/// In a transaction, a driver's Parse/Describe/Sync (tokio-postgres, JDBC and
+/// most drivers prepare every statement first) carries no key and runs on
+/// the default shard s0; that must not pin the transaction to s0: with
+/// two_phase_commit = false, a transaction whose statements are all for s1
+/// commits there.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known bug: Describe before the first keyed statement pins the transaction to s0"]
 async fn extended_protocol_transaction_on_second_shard() {
     let r = Routed::start(2, false, false, TABLES).await;
     let mut p = connect(&r.url()).await;
     p.batch_execute("create table kv (k bigint primary key, v text not null)")
         .await
         .unwrap();
-    let (_, b) = two_keys(&r);
+    let (a, b) = two_keys(&r);
+    let t = p.transaction().await.unwrap();
+    t.execute("insert into kv (k, v) values ($1, 'b')", &[&b])
+        .await
+        .unwrap();
+    let rows = t
+        .query("select v from kv where k = $1", &[&b])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    // Now it is pinned to s1: a statement for s0 is refused.
+    let e = t
+        .execute("insert into kv (k, v) values ($1, 'a')", &[&a])
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "0A000", "{e:?}");
+    drop(t);
+    let shards = r.shard_clients().await;
+    assert_eq!(found(&shards, b).await, [false, false], "rolled back");
     let t = p.transaction().await.unwrap();
     t.execute("insert into kv (k, v) values ($1, 'b')", &[&b])
         .await
         .unwrap();
     t.commit().await.unwrap();
-    assert_eq!(found(&r.shard_clients().await, b).await, [false, true]);
+    assert_eq!(found(&shards, b).await, [false, true]);
+    // No transaction was left open on s0 by the moved BEGIN.
+    let open: i64 = shards[0]
+        .query_one(
+            "select count(*) from pg_stat_activity where state like 'idle in transaction%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0);
 }
