@@ -93,9 +93,6 @@ impl Session {
         if let Err(e) = self.acquire(shard).await {
             return self.batch_error(e, sync).await;
         }
-        if frames(batch).any(|(t, _)| t == b'E') {
-            self.begun_idle = None;
-        }
         let Some(mut lease) = self.lease.take() else {
             return Ok(());
         };

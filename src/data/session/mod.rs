@@ -75,7 +75,6 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         others: Vec::new(),
         fan_hold: None,
         pending_begin: None,
-        begun_idle: None,
         batch: BytesMut::new(),
     };
     let end = s.serve().await;
@@ -122,10 +121,6 @@ pub struct Session {
     /// is answered by the proxy and replayed on the shard of the first
     /// routed statement, which pins the transaction there.
     pending_begin: Option<String>,
-    /// The replayed BEGIN while the held backend has only parsed/described
-    /// statements since (drivers prepare before they execute): a statement
-    /// for another shard may still move the transaction there.
-    begun_idle: Option<String>,
     /// Set while relaying the first shard of an extended-protocol fan-out.
     fan_hold: Option<fanout_ext::FanHold>,
     /// Extended-protocol messages waiting for Sync or Flush.
@@ -243,18 +238,6 @@ impl Session {
             if self.lease_shard == shard {
                 return Ok(());
             }
-            if let (b'T', Some(begin)) = (self.tx, self.begun_idle.take()) {
-                // Nothing ran in the transaction yet: undo BEGIN here and
-                // replay it on `shard` instead of pinning to this one.
-                if let Some(mut lease) = self.lease.take() {
-                    if let Ok(Ok(())) = lease.backend().execute_silently("ROLLBACK").await {
-                        lease.release();
-                    }
-                }
-                self.pending_begin = Some(begin);
-            }
-        }
-        if self.lease.is_some() {
             match self.tx {
                 // A failed transaction answers "current transaction is aborted" wherever it runs.
                 b'E' => return Ok(()),
@@ -276,7 +259,7 @@ impl Session {
         let mut lease = pool.checkout().await?;
         if let Some(begin) = self.pending_begin.take() {
             match lease.backend().execute_silently(&begin).await {
-                Ok(Ok(())) => self.begun_idle = Some(begin),
+                Ok(Ok(())) => {}
                 Ok(Err((code, msg))) => {
                     lease.release();
                     return Err(SqlError::new(

@@ -47,7 +47,6 @@ impl Session {
         if let Err(e) = self.acquire(shard).await {
             return self.error_and_ready(e).await;
         }
-        self.begun_idle = None;
         self.settings_dirty |= touches_settings;
         self.unnamed_on_lease = false;
         let Some(mut lease) = self.lease.take() else {

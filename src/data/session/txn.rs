@@ -135,7 +135,6 @@ impl Session {
     /// Takes backends for `shards` out of the session for a multi-shard
     /// statement: inside a transaction they join it, outside they are fresh.
     pub(super) async fn take_parts(&mut self, shards: &[usize]) -> Result<Vec<Part>, SqlError> {
-        self.begun_idle = None;
         if self.tx == b'I' {
             self.release().await;
             return self.checkout_parts(shards).await;
