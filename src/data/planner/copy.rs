@@ -7,7 +7,6 @@ use sqlparser::ast::{
 use super::catalog::Catalog;
 use super::from::lookup;
 use super::keys::{name_parts, norm};
-use super::lex::{Lex, Lexer};
 use super::plan::{CopyFormat, CopySpec, FanOut, StmtKind, StmtPlan, Target};
 
 const UNSUPPORTED: &str = "0A000";
@@ -183,61 +182,4 @@ pub(crate) fn plan_copy(
         Err(e) => refused(e),
     };
     plan
-}
-
-/// `COPY … WITH (FREEZE ON, HEADER OFF)`: Postgres takes ON/OFF for boolean
-/// options, sqlparser 0.64 only TRUE/FALSE (pgbench -i sends `freeze on`).
-/// Returns the text with bare `on`/`off` after `WITH` spelt `true`/`false`,
-/// or None when it is not such a COPY.
-pub(super) fn spell_option_booleans(sql: &str) -> Option<String> {
-    let mut words = Lexer::new(sql).filter_map(|l| match l {
-        Lex::Word(w) => Some(w),
-        _ => None,
-    });
-    if !words.next()?.eq_ignore_ascii_case("copy") {
-        return None;
-    }
-    let mut out = String::with_capacity(sql.len() + 8);
-    let mut copied = 0;
-    let mut after_with = false;
-    for w in words {
-        if w.eq_ignore_ascii_case("with") {
-            after_with = true;
-            continue;
-        }
-        let spelt = match w.to_ascii_lowercase().as_str() {
-            "on" if after_with => "true",
-            "off" if after_with => "false",
-            _ => continue,
-        };
-        // Words are slices of `sql`: their offset is the pointer difference.
-        let at = w.as_ptr() as usize - sql.as_ptr() as usize;
-        out.push_str(&sql[copied..at]);
-        out.push_str(spelt);
-        copied = at + w.len();
-    }
-    if copied == 0 {
-        return None;
-    }
-    out.push_str(&sql[copied..]);
-    Some(out)
-}
-
-#[cfg(test)]
-mod spell_tests {
-    use super::spell_option_booleans as spell;
-
-    #[test]
-    fn on_off_after_with_become_true_false() {
-        assert_eq!(
-            spell("copy pgbench_accounts from stdin with (freeze on)").as_deref(),
-            Some("copy pgbench_accounts from stdin with (freeze true)")
-        );
-        assert_eq!(
-            spell("COPY t (\"on\") FROM STDIN WITH (FORMAT csv, HEADER Off, FREEZE ON)").as_deref(),
-            Some("COPY t (\"on\") FROM STDIN WITH (FORMAT csv, HEADER false, FREEZE true)")
-        );
-        assert_eq!(spell("copy t from stdin with (freeze true)"), None);
-        assert_eq!(spell("select 'on' from t where x = on"), None);
-    }
 }

@@ -180,11 +180,7 @@ fn plan_text(sql: &str, cat: &dyn Catalog) -> Plan {
                 p
             })
             .collect(),
-        Err(e) => match copy::spell_option_booleans(sql) {
-            // The rewrite is for planning only; the shards get the original text.
-            Some(alt) => return plan_text(&alt, cat),
-            None => vec![unparsed::plan_unparsed(sql, e.to_string())],
-        },
+        Err(e) => vec![unparsed::plan_unparsed(sql, e.to_string())],
     };
     Plan { stmts, hint: None }
 }
