@@ -23,6 +23,12 @@ pub async fn bind(config: Config) -> Result<Bound, String> {
         crate::metrics::start_exporter(m)?;
     }
     let proxy = Proxy::new(config)?;
+    // Finishes two-phase commits a crashed proxy left prepared (now, then periodically).
+    {
+        use crate::control::twophase::{run_periodically, RECOVERY_INTERVAL, RECOVERY_MIN_AGE};
+        let weak = Arc::downgrade(&proxy);
+        tokio::spawn(run_periodically(weak, RECOVERY_INTERVAL, RECOVERY_MIN_AGE));
+    }
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
@@ -47,7 +53,20 @@ pub async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// `shardproxy check`: a readable summary of a valid config.
+/// `shardproxy check`: everything `serve` would build from the config
+/// (credentials, TLS files, shard map) without connecting anywhere, then a
+/// readable summary.
+pub fn check(c: &Config) -> Result<String, String> {
+    let file = c
+        .source
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "config".into());
+    crate::runtime::Runtime::build(c.clone(), None).map_err(|e| format!("{file}: {e}"))?;
+    Ok(explain(c))
+}
+
+/// A readable summary of a valid config.
 pub fn explain(c: &Config) -> String {
     let mut s = String::new();
     s.push_str(&format!(

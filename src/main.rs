@@ -72,7 +72,7 @@ fn main() -> ExitCode {
             .and_then(|c| run_async(shardproxy::app::serve(c))),
         Command::Check { config } => Config::load(&config)
             .map_err(|e| e.to_string())
-            .map(|c| print!("{}", shardproxy::app::explain(&c))),
+            .and_then(|c| shardproxy::app::check(&c).map(|s| print!("{s}"))),
         Command::Demo {
             shards,
             port,

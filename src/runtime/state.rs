@@ -26,6 +26,16 @@ pub struct UserAuth {
 }
 
 impl UserAuth {
+    /// A stand-in for a user that does not exist: no password matches.
+    pub fn unknown(name: &str) -> UserAuth {
+        let verifier = crate::data::auth::ScramVerifier::mock(name);
+        UserAuth {
+            name: name.to_string(),
+            credential: Credential::Scram(verifier.clone()),
+            scram: Some(verifier),
+        }
+    }
+
     fn new(name: &str, password: &str) -> Result<UserAuth, String> {
         let credential = Credential::parse(password)?;
         let scram = credential.scram_verifier();

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use shardproxy::control::cluster::{free_port, LocalCluster};
 use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;

@@ -60,6 +60,10 @@ pub fn peek_frame(buf: &[u8], max: usize) -> Result<Option<Frame>, FrameError> {
     }))
 }
 
+/// Smallest read: big enough for typical OLTP traffic in one syscall, small
+/// enough that thousands of idle clients cost little memory.
+const READ_CHUNK: usize = 4096;
+
 /// A read buffer plus the frame limit for one peer (client or backend).
 #[derive(Debug)]
 pub struct FrameReader {
@@ -70,7 +74,7 @@ pub struct FrameReader {
 impl FrameReader {
     pub fn new(max: usize) -> FrameReader {
         FrameReader {
-            buf: BytesMut::with_capacity(16 * 1024),
+            buf: BytesMut::new(),
             max,
         }
     }
@@ -93,8 +97,16 @@ impl FrameReader {
                 Ok(None) => {}
                 Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
             }
-            if self.buf.capacity() - self.buf.len() < 4096 {
-                self.buf.reserve(16 * 1024);
+            // Grow to what the pending frame needs (at least a small read
+            // chunk): an idle connection keeps only a small buffer.
+            let want = match self.buf.get(1..5) {
+                Some(l) => (i32::from_be_bytes([l[0], l[1], l[2], l[3]]).max(0) as usize + 1)
+                    .saturating_sub(self.buf.len()),
+                None => 0,
+            }
+            .clamp(READ_CHUNK, self.max.max(READ_CHUNK));
+            if self.buf.capacity() - self.buf.len() < want {
+                self.buf.reserve(want);
             }
             let n = r.read_buf(&mut self.buf).await?;
             if n == 0 {

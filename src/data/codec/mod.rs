@@ -11,5 +11,8 @@ pub mod frontend;
 pub mod messages;
 pub mod startup;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use error::SqlError;
 pub use frame::{Frame, FrameError, FrameReader};

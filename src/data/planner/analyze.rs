@@ -560,30 +560,30 @@ fn update_delete_target(
 /// MERGE: supported only on tables that aren't sharded.
 fn merge_plan(stmt: &Statement, cat: &dyn Catalog) -> StmtPlan {
     let mut p = simple(StmtKind::Other, Target::AnyShard, false);
-    let mut first_reference = None;
     let mut sharded = None;
+    let mut target_is_reference = None;
     let _ = sqlparser::ast::visit_relations(stmt, |r| {
-        if let Some(parts) = name_parts(r) {
-            match lookup(cat, &parts) {
-                Some(m) => {
-                    if !p.tables.iter().any(|t| t == m.name) {
-                        p.tables.push(m.name.to_string());
-                    }
-                    if m.reference {
-                        first_reference.get_or_insert(m.name.to_string());
-                    } else if m.shard_key.is_some() {
-                        sharded.get_or_insert(m.name.to_string());
-                    }
-                }
-                None => p.tables.push(parts.join(".")),
+        let meta = name_parts(r).and_then(|parts| {
+            let m = lookup(cat, &parts);
+            let name = m
+                .map(|m| m.name.to_string())
+                .unwrap_or_else(|| parts.join("."));
+            if !p.tables.contains(&name) {
+                p.tables.push(name);
             }
+            m
+        });
+        // The first relation visited is the MERGE target.
+        target_is_reference.get_or_insert(meta.is_some_and(|m| m.reference));
+        if let Some(m) = meta.filter(|m| !m.reference && m.shard_key.is_some()) {
+            sharded.get_or_insert(m.name.to_string());
         }
         std::ops::ControlFlow::<()>::Continue(())
     });
-    p.target = match (sharded, first_reference) {
+    p.target = match (sharded, target_is_reference) {
         (Some(t), _) => refused(format!("MERGE on sharded table \"{t}\" is not supported")),
-        (None, Some(_)) => Target::AllShards(FanOut::ReferenceWrite),
-        (None, None) => Target::AnyShard,
+        (None, Some(true)) => Target::AllShards(FanOut::ReferenceWrite),
+        _ => Target::AnyShard,
     };
     p
 }

@@ -183,3 +183,71 @@ pub(crate) fn plan_copy(
     };
     plan
 }
+
+/// COPY options with Postgres' other boolean spellings (`FREEZE ON`,
+/// `HEADER off`, `1`/`0`), which sqlparser 0.64 rejects, rewritten to
+/// TRUE/FALSE so the statement can be planned (pgbench -i sends
+/// `COPY … FROM STDIN WITH (FREEZE ON)`). None when `sql` is not a COPY with
+/// such an option.
+pub(crate) fn boolean_options_compat(sql: &str) -> Option<String> {
+    let lower = sql.to_ascii_lowercase();
+    if !lower.trim_start().starts_with("copy") {
+        return None;
+    }
+    let at = lower.find("stdin").or_else(|| lower.find("stdout"))?;
+    let mut out = String::with_capacity(sql.len() + 8);
+    out.push_str(&sql[..at]);
+    let mut changed = false;
+    let tail = &sql[at..];
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String, changed: &mut bool| {
+        let w = word.to_ascii_lowercase();
+        let rep = match w.as_str() {
+            "on" | "1" => Some("TRUE"),
+            "off" | "0" => Some("FALSE"),
+            _ => None,
+        };
+        match rep {
+            Some(r) => {
+                out.push_str(r);
+                *changed = true;
+            }
+            None => out.push_str(word),
+        }
+        word.clear();
+    };
+    let mut in_quote = false;
+    for c in tail.chars() {
+        if c == '\'' {
+            in_quote = !in_quote;
+        }
+        if !in_quote && (c.is_ascii_alphanumeric() || c == '_') {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out, &mut changed);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out, &mut changed);
+    changed.then_some(out)
+}
+
+#[cfg(test)]
+mod compat_tests {
+    use super::boolean_options_compat as compat;
+
+    #[test]
+    fn rewrites_only_boolean_option_words_after_stdin() {
+        assert_eq!(
+            compat("copy pgbench_accounts from stdin with (freeze on)").as_deref(),
+            Some("copy pgbench_accounts from stdin with (freeze TRUE)")
+        );
+        assert_eq!(
+            compat("COPY t (a, b) FROM STDIN (FORMAT csv, HEADER off, DELIMITER ';')").as_deref(),
+            Some("COPY t (a, b) FROM STDIN (FORMAT csv, HEADER FALSE, DELIMITER ';')")
+        );
+        assert_eq!(compat("COPY t FROM STDIN (NULL 'on')"), None);
+        assert_eq!(compat("COPY t FROM STDIN"), None);
+        assert_eq!(compat("SELECT 1"), None);
+    }
+}

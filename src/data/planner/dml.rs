@@ -2,8 +2,8 @@
 //! rows, and assignments to the shard key column.
 
 use sqlparser::ast::{
-    AssignmentTarget, Delete, Expr, FromTable, Insert, OnConflictAction, OnInsert, SetExpr,
-    Statement, TableFactor, TableObject, Update, UpdateTableFromKind,
+    AssignmentTarget, ConflictTarget, Delete, Expr, FromTable, Insert, OnConflictAction, OnInsert,
+    SetExpr, Statement, TableFactor, TableObject, Update, UpdateTableFromKind,
 };
 
 use super::from::lookup;
@@ -231,6 +231,17 @@ impl Analyzer<'_> {
         if let Some(OnInsert::OnConflict(oc)) = &ins.on {
             if let OnConflictAction::DoUpdate(du) = &oc.action {
                 key_update = self.key_assignment(&target, &du.assignments);
+                // `SET key = EXCLUDED.key` when the conflict is on the key:
+                // the conflicting row already has that key (upserts that
+                // write every column do this).
+                if let (Some(ku), Some(ConflictTarget::Columns { columns, .. })) =
+                    (&key_update, &oc.conflict_target)
+                {
+                    let on_key = columns.iter().any(|c| norm(c) == ku.column);
+                    if on_key && self.is_excluded_key(&du.assignments, &ku.column) {
+                        key_update = None;
+                    }
+                }
                 for a in &du.assignments {
                     self.walk(&a.value);
                 }
@@ -248,6 +259,17 @@ impl Analyzer<'_> {
             key_update,
             rows: Some(rows),
         }
+    }
+
+    /// The key's assignment is `key = EXCLUDED.key`.
+    fn is_excluded_key(&self, assignments: &[sqlparser::ast::Assignment], key: &str) -> bool {
+        assignments.iter().any(|a| {
+            let target_is_key = matches!(&a.target, AssignmentTarget::ColumnName(n)
+                if n.0.last().and_then(|p| p.as_ident()).is_some_and(|id| norm(id) == key));
+            let value_is_excluded = matches!(&a.value, Expr::CompoundIdentifier(ids)
+                if ids.len() == 2 && norm(&ids[0]) == "excluded" && norm(&ids[1]) == key);
+            target_is_key && value_is_excluded
+        })
     }
 
     /// The shard key of each VALUES row of an INSERT into a sharded table.

@@ -29,6 +29,7 @@ mod hints;
 mod insert_split;
 mod keys;
 mod lex;
+pub mod normalize;
 mod plan;
 mod resolve;
 mod scope;
@@ -110,6 +111,24 @@ impl Planner {
         plan
     }
 
+    /// The plan of a simple-protocol text, with its literals as text
+    /// parameters when the text was normalized (see [`normalize`]): texts
+    /// that differ only in literals share one cached plan.
+    pub fn plan_literals(&self, sql: &str) -> (Arc<Plan>, Vec<String>) {
+        if let Some(n) = normalize::normalize(sql) {
+            let plan = self.plan(&n.template);
+            let usable = plan.stmts.len() == 1
+                && !matches!(
+                    plan.stmts[0].target,
+                    Target::Unparsed { .. } | Target::InsertMulti { .. }
+                );
+            if usable {
+                return (plan, n.literals);
+            }
+        }
+        (self.plan(sql), Vec::new())
+    }
+
     /// The plan of a SQL text, bypassing the cache.
     pub fn plan_uncached(&self, sql: &str) -> Plan {
         let cat = self.catalog.as_ref();
@@ -156,10 +175,20 @@ fn plan_on_big_stack(sql: &str, cat: &dyn Catalog) -> Plan {
 
 /// Parses and plans (no hint, no cache).
 fn plan_text(sql: &str, cat: &dyn Catalog) -> Plan {
-    let parsed = Parser::new(&PostgreSqlDialect {})
-        .with_recursion_limit(RECURSION_LIMIT)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements());
+    let parse = |text: &str| {
+        Parser::new(&PostgreSqlDialect {})
+            .with_recursion_limit(RECURSION_LIMIT)
+            .try_with_sql(text)
+            .and_then(|mut p| p.parse_statements())
+    };
+    let parsed = match parse(sql) {
+        Err(e) => match copy::boolean_options_compat(sql) {
+            // Planned from the rewritten text; the original is what runs.
+            Some(compat) => parse(&compat).map_err(|_| e),
+            None => Err(e),
+        },
+        ok => ok,
+    };
     let stmts = match parsed {
         Ok(stmts) => stmts
             .into_iter()

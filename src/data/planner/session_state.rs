@@ -100,7 +100,12 @@ fn statement_state(stmt: &Statement) -> Option<&'static str> {
         } => Some("CREATE TEMP SEQUENCE"),
         Statement::Prepare { .. } => Some("PREPARE"),
         Statement::Execute { .. } => Some("EXECUTE"),
-        Statement::Deallocate { .. } => Some("DEALLOCATE"),
+        // DEALLOCATE ALL only drops server-side statements, which the proxy
+        // re-prepares where needed; naming one SQL-level statement (which
+        // PREPARE above refuses to create) is not supported.
+        Statement::Deallocate { name, .. } if !name.value.eq_ignore_ascii_case("all") => {
+            Some("DEALLOCATE")
+        }
         Statement::Declare { stmts, .. } if stmts.iter().any(|d| d.hold == Some(true)) => {
             Some("DECLARE … WITH HOLD")
         }

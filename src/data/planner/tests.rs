@@ -211,6 +211,31 @@ fn session_hints_apply_through_hinted() {
 }
 
 #[test]
+fn planner_is_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Planner>();
+    send_sync::<Plan>();
+    let pl = Arc::new(planner());
+    let handles: Vec<_> = (0..4)
+        .map(|t| {
+            let pl = pl.clone();
+            std::thread::spawn(move || {
+                for i in 0..200 {
+                    let p = pl.plan(&format!(
+                        "SELECT * FROM orders WHERE customer_id = {}",
+                        i % 50 + t
+                    ));
+                    assert!(matches!(p.stmts[0].target, Target::Keyed { .. }));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+#[test]
 fn plans_are_cached_by_text() {
     let pl = planner();
     let a = pl.plan("SELECT * FROM orders WHERE customer_id = $1");
@@ -226,22 +251,52 @@ fn plans_are_cached_by_text() {
 #[test]
 fn deep_operator_chains_do_not_overflow_the_stack() {
     let pl = Planner::with_cache_capacity(Arc::new(map()), 0);
-    // Just under the inline limit, then far over it (big-stack thread), in a
-    // thread with a tokio-sized 2 MiB stack.
-    for n in [INLINE_MAX / 3 - 20, 60_000] {
-        let deep = format!(
-            "SELECT x{} FROM orders WHERE customer_id = 1",
-            "[1]".repeat(n)
-        );
-        let plan = std::thread::scope(|s| {
-            std::thread::Builder::new()
-                .stack_size(2 << 20)
-                .spawn_scoped(s, || pl.plan(&deep))
-                .unwrap()
-                .join()
-                .unwrap()
-        });
-        assert!(matches!(plan.stmts[0].target, Target::Keyed { .. }), "{n}");
+    // Each shape as deep as fits the inline limit, then far over it (planned
+    // on the big-stack thread), from a thread with a tokio-sized 2 MiB stack.
+    let shapes: Vec<(&str, &str, &str)> = vec![
+        ("SELECT x", "[1]", " FROM orders WHERE customer_id = 1"),
+        ("SELECT * FROM orders WHERE customer_id = 1", "::int8", ""),
+        (
+            "SELECT * FROM orders WHERE customer_id = 1 ORDER BY x",
+            " || x",
+            "",
+        ),
+        (
+            "SELECT * FROM orders WHERE customer_id = 1",
+            " AND x = 1",
+            "",
+        ),
+        (
+            "SELECT * FROM orders WHERE customer_id = 1 AND x = ",
+            "- ",
+            "1",
+        ),
+        (
+            "SELECT * FROM orders WHERE customer_id = 1 AND x = ",
+            "NOT ",
+            "true",
+        ),
+    ];
+    for (head, rep, tail) in shapes {
+        let fit = (INLINE_MAX - head.len() - tail.len()) / rep.len();
+        for n in [fit, 20_000] {
+            let deep = format!("{head}{}{tail}", rep.repeat(n));
+            assert_eq!(deep.len() <= INLINE_MAX, n == fit);
+            let plan = std::thread::scope(|s| {
+                std::thread::Builder::new()
+                    .stack_size(2 << 20)
+                    .spawn_scoped(s, || pl.plan(&deep))
+                    .unwrap()
+                    .join()
+                    .unwrap()
+            });
+            let t = &plan.stmts[0].target;
+            // Parsed and keyed, or rejected by the parser: never a crash.
+            assert!(
+                matches!(t, Target::Keyed { .. } | Target::Unparsed { .. }),
+                "{head}{rep}…: {t:?}"
+            );
+        }
     }
     let long = format!("SELECT {}", "1 + ".repeat(MAX_TEXT / 4 + 10));
     assert!(matches!(

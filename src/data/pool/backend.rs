@@ -264,6 +264,29 @@ impl Backend {
         }
     }
 
+    /// Brings a backend a client left in any state back to idle: a Sync
+    /// (ends an extended-protocol pipeline, including one skipping to Sync
+    /// after an error) and a ROLLBACK (ends any transaction). True when the
+    /// backend then reports idle.
+    pub async fn reset(&mut self) -> std::io::Result<bool> {
+        let mut out = BytesMut::new();
+        messages::sync(&mut out);
+        messages::query(&mut out, "ROLLBACK");
+        self.send(&out).await?;
+        let mut ready = 0;
+        loop {
+            let f = self.next_frame().await?;
+            let status = f.body(&self.reader.buf).first().copied();
+            self.reader.skip(f);
+            if f.tag == b'Z' {
+                ready += 1;
+                if ready == 2 {
+                    return Ok(status == Some(b'I'));
+                }
+            }
+        }
+    }
+
     /// Runs `sql` as a simple query, discarding its results, and returns the
     /// first error (for the proxy's own housekeeping: ROLLBACK, SET replay).
     pub async fn execute_silently(

@@ -96,8 +96,11 @@ impl ShardPool {
             match candidate {
                 Some(b) => {
                     self.stats.idle.fetch_sub(1, Relaxed);
-                    // A backend idle for a while may have been closed by the server.
-                    if b.last_used.elapsed() < Duration::from_secs(1) || b.is_alive() {
+                    // The server may have closed it meanwhile (shutdown,
+                    // restart, pg_terminate_backend), even a moment ago: its
+                    // FATAL must not reach the next client. One non-blocking
+                    // read, far cheaper than the query that follows.
+                    if b.is_alive() {
                         break b;
                     }
                 }

@@ -11,7 +11,7 @@ use super::{End, Session};
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::frontend::{BindMsg, ExecuteMsg, ParseMsg, TargetMsg};
 use crate::data::codec::{messages, SqlError};
-use crate::data::planner::{Params, Plan};
+use crate::data::planner::{Hint, Params, Plan};
 use crate::data::pool::Backend;
 use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
@@ -56,6 +56,26 @@ impl Session {
 
     /// Routes, translates, sends and relays one batch.
     async fn run_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
+        // Inside a deferred BEGIN, a batch that executes nothing (Parse,
+        // Describe: a client preparing its next statement) must not pin the
+        // transaction: it runs on a backend outside the transaction, and
+        // its ReadyForQuery still says "in transaction".
+        let executes = frames(batch).any(|(t, _)| t == b'B' || t == b'E');
+        if !executes && sync && self.lease.is_none() && self.pending_begin.is_some() {
+            let pending = self.pending_begin.take();
+            self.force_status = Some(b'T');
+            let r = self.run_routed_batch(batch, sync).await;
+            self.force_status = None;
+            if self.lease.is_none() {
+                self.pending_begin = pending;
+                self.tx = b'T';
+            }
+            return r;
+        }
+        self.run_routed_batch(batch, sync).await
+    }
+
+    async fn run_routed_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
         let shard = match self.route_batch(batch) {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
@@ -139,7 +159,11 @@ impl Session {
                 b'P' => {
                     if let Ok(p) = ParseMsg::decode(body) {
                         parsed.retain(|(n, _)| *n != p.name);
-                        parsed.push((p.name, self.rt.planner.plan(p.query)));
+                        let plan = match self.prepared.reusable(&p) {
+                            Some(s) => s.plan.clone(),
+                            None => self.rt.planner.plan(p.query),
+                        };
+                        parsed.push((p.name, plan));
                     }
                 }
                 b'B' => {
@@ -191,6 +215,18 @@ impl Session {
             )
             .with_hint("Send a Sync after each statement that spans shards."));
         }
+        if binds == 0 {
+            // Only Parse/Describe (a client preparing a statement): describe
+            // it where its /* shard=… */ hint points, as its Binds will run;
+            // the default shard may lack its tables, or be down.
+            let hinted = parsed.iter().rev().find_map(|(_, p)| match &p.hint {
+                Some(Hint::Shard(name)) => Some(name),
+                _ => None,
+            });
+            if let Some(name) = hinted {
+                return Ok(Dispatch::One(self.shard_by_name(name)?));
+            }
+        }
         Ok(chosen)
     }
 
@@ -226,8 +262,14 @@ impl Session {
                         failed = true;
                         continue;
                     }
-                    let plan = self.rt.planner.plan(p.query);
-                    let stmt = Arc::new(PreparedStmt::new(p.query, p.param_types, plan));
+                    let stmt = match self.prepared.reusable(&p) {
+                        Some(s) => s,
+                        None => Arc::new(PreparedStmt::new(
+                            p.query,
+                            p.param_types,
+                            self.rt.planner.plan(p.query),
+                        )),
+                    };
                     self.prepared.insert(p.name, stmt.clone());
                     if p.name.is_empty() {
                         wire.extend_from_slice(raw);
@@ -259,6 +301,16 @@ impl Session {
                                 wire.extend_from_slice(raw);
                             } else {
                                 b.encode_renamed(&global, wire);
+                            }
+                            let drops = self.prepared.get(b.statement).is_some_and(|s| {
+                                s.touches_settings && may_drop_statements(&s.query)
+                            });
+                            if let (true, Some(be)) = (drops, backend.as_deref_mut()) {
+                                // DISCARD/DEALLOCATE ALL is about to drop every
+                                // server-side statement (itself included): later
+                                // messages prepare what they use again.
+                                be.prepared.clear();
+                                self.prepared_unsure = true;
                             }
                             queue.push_back(Expect::Reply {
                                 swallow: false,
@@ -351,18 +403,6 @@ impl Session {
         let stmt = self.prepared.get(name)?.clone();
         if stmt.touches_settings {
             self.settings_dirty = true;
-            if may_drop_statements(&stmt.query) {
-                if let Some(be) = backend {
-                    // DISCARD/DEALLOCATE ALL drop every server-side statement.
-                    be.prepared.clear();
-                    let missing = !self.unnamed_on_lease || !name.is_empty();
-                    if missing {
-                        inject_parse(name, &stmt, wire, queue);
-                    }
-                    self.unnamed_on_lease = name.is_empty();
-                }
-                return Some(stmt.global_name.clone());
-            }
         }
         let be = backend?;
         if name.is_empty() {

@@ -62,12 +62,13 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         info,
         client: hs.stream,
         creader: FrameReader::new(max),
-        out: BytesMut::with_capacity(16 * 1024),
+        out: BytesMut::new(),
         lease: None,
         lease_shard: 0,
         tx: b'I',
         prepared: PreparedRegistry::default(),
         settings_dirty: false,
+        prepared_unsure: false,
         skip_to_sync: false,
         unnamed_on_lease: false,
         hint_shard: None,
@@ -75,6 +76,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         others: Vec::new(),
         fan_hold: None,
         pending_begin: None,
+        force_status: None,
         batch: BytesMut::new(),
     };
     let end = s.serve().await;
@@ -106,6 +108,10 @@ pub struct Session {
     settings: Settings,
     /// Statements run under the current lease may have changed settings.
     settings_dirty: bool,
+    /// A DISCARD ALL / DEALLOCATE ran under the current lease and may have
+    /// failed (e.g. inside a transaction block), so the backend's statements
+    /// are unknown: they are all deallocated before the backend goes back.
+    prepared_unsure: bool,
     /// After an error in an extended-protocol batch, client messages are
     /// skipped until Sync (as Postgres does).
     skip_to_sync: bool,
@@ -121,6 +127,9 @@ pub struct Session {
     /// is answered by the proxy and replayed on the shard of the first
     /// routed statement, which pins the transaction there.
     pending_begin: Option<String>,
+    /// The transaction status to report in relayed ReadyForQuery messages
+    /// (while a deferred BEGIN is open on no backend yet).
+    force_status: Option<u8>,
     /// Set while relaying the first shard of an extended-protocol fan-out.
     fan_hold: Option<fanout_ext::FanHold>,
     /// Extended-protocol messages waiting for Sync or Flush.
@@ -131,7 +140,9 @@ impl Session {
     async fn serve(&mut self) -> End {
         let mut shutdown = self.proxy.shutdown.subscribe();
         loop {
-            if *shutdown.borrow() && self.lease.is_none() {
+            // Outside a transaction (a BEGIN the proxy answered, not yet
+            // sent to a shard, holds no backend but is one).
+            if *shutdown.borrow() && self.lease.is_none() && self.tx == b'I' {
                 return End::Fatal(
                     SqlError::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
@@ -227,6 +238,10 @@ impl Session {
         if !self.out.is_empty() {
             self.client.write_all(&self.out).await?;
             self.out.clear();
+            // Give back what a large result grew; idle sessions stay small.
+            if self.out.capacity() > 256 * 1024 {
+                self.out = BytesMut::new();
+            }
         }
         Ok(())
     }
@@ -336,10 +351,17 @@ impl Session {
         if let Ok(mut r) = self.info.running_on.lock() {
             r.clear();
         }
+        self.unnamed_on_lease = false;
         if self.settings_dirty {
             self.settings_dirty = false;
             if self.settings.capture_from(lease.backend()).await.is_err() {
                 return; // dropping the lease closes the backend
+            }
+        }
+        if std::mem::take(&mut self.prepared_unsure) {
+            match lease.backend().execute_silently("DEALLOCATE ALL").await {
+                Ok(Ok(())) => lease.backend().prepared.clear(),
+                _ => return, // closes the backend
             }
         }
         self.unnamed_on_lease = false;
@@ -349,6 +371,7 @@ impl Session {
     /// Drops the held backend without reuse (its state is unknown).
     fn discard_backend(&mut self) {
         self.lease = None;
+        self.prepared_unsure = false;
         self.unnamed_on_lease = false;
         if let Ok(mut r) = self.info.running_on.lock() {
             r.clear();
@@ -359,34 +382,29 @@ impl Session {
     /// returned to the pool in the background.
     async fn finish(&mut self) {
         for p in std::mem::take(&mut self.others) {
-            let mut lease = p.lease;
-            tokio::spawn(async move {
-                let clean = tokio::time::timeout(
-                    Duration::from_secs(10),
-                    lease.backend().execute_silently("ROLLBACK"),
-                )
-                .await;
-                if matches!(clean, Ok(Ok(Ok(())))) {
-                    lease.release();
-                }
-            });
+            tokio::spawn(reset_and_release(p.lease));
         }
-        if let Some(mut lease) = self.lease.take() {
-            if self.tx != b'I' {
-                tokio::spawn(async move {
-                    let clean = tokio::time::timeout(
-                        Duration::from_secs(10),
-                        lease.backend().execute_silently("ROLLBACK"),
-                    )
-                    .await;
-                    if matches!(clean, Ok(Ok(Ok(())))) {
-                        lease.release();
-                    }
-                });
+        if let Some(lease) = self.lease.take() {
+            if self.prepared_unsure {
+                // Its statements are unknown: close it rather than reuse it.
+                drop(lease);
             } else {
-                lease.release();
+                // Held with status 'I' means an extended-protocol pipeline
+                // ended by Flush, not Sync: its implicit transaction is
+                // still open and must be rolled back like an explicit one
+                // (ROLLBACK only warns when nothing is open).
+                tokio::spawn(reset_and_release(lease));
             }
         }
         let _ = self.client.shutdown().await;
+    }
+}
+
+/// Returns a backend a departed client left behind to its pool once it is
+/// idle again (closes it if that fails or takes too long).
+async fn reset_and_release(mut lease: Lease) {
+    let clean = tokio::time::timeout(Duration::from_secs(10), lease.backend().reset()).await;
+    if matches!(clean, Ok(Ok(true))) {
+        lease.release();
     }
 }

@@ -71,6 +71,22 @@ impl PreparedRegistry {
         }
     }
 
+    /// The client's unnamed statement when a new Parse of the unnamed
+    /// statement repeats it (clients using the extended protocol without
+    /// named statements send the same Parse for every execution).
+    pub fn reusable(
+        &self,
+        p: &crate::data::codec::frontend::ParseMsg<'_>,
+    ) -> Option<Arc<PreparedStmt>> {
+        if !p.name.is_empty() {
+            return None;
+        }
+        self.unnamed
+            .as_ref()
+            .filter(|s| s.query == p.query && s.param_types == p.param_types)
+            .cloned()
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }

@@ -112,7 +112,10 @@ impl Session {
                             if let Some(Expect::Sync) = q.front() {
                                 q.pop_front();
                             }
-                            self.emit(bytes);
+                            match self.force_status {
+                                Some(st) => self.emit(&[b'Z', 0, 0, 0, 5, st]),
+                                None => self.emit(bytes),
+                            }
                         }
                         b'E' => {
                             pool.stats.errors.fetch_add(1, Relaxed);
@@ -197,8 +200,29 @@ impl Session {
             };
             lease.backend().reader.buf.advance(frame.len);
             if tag == b'G' {
-                if let Err(e) = self.copy_in(lease).await? {
-                    return Ok(Relayed::Lost(e));
+                // Postgres ignores a Sync that reaches it in copy-in mode
+                // (libpq and tokio-postgres pipeline one right after the
+                // COPY's Execute): the Sync the client sends after CopyDone
+                // is the one that gets the ReadyForQuery.
+                let ate_sync = queue
+                    .as_deref()
+                    .is_some_and(|q| q.iter().any(|e| matches!(e, Expect::Sync)));
+                match self.copy_in(lease, ate_sync).await? {
+                    Err(e) => return Ok(Relayed::Lost(e)),
+                    Ok(true) => {}
+                    Ok(false) => {
+                        if let Some(q) = queue.as_deref_mut() {
+                            // No Sync followed CopyDone: the backend holds
+                            // CommandComplete until one comes, so ask for
+                            // it with a Flush rather than wait forever.
+                            q.retain(|e| !matches!(e, Expect::Sync));
+                            let mut flush = BytesMut::with_capacity(5);
+                            messages::empty(&mut flush, b'H');
+                            if let Err(e) = lease.backend().send(&flush).await {
+                                return Ok(Relayed::Lost(e));
+                            }
+                        }
+                    }
                 }
                 continue;
             }
@@ -220,7 +244,13 @@ impl Session {
 
     /// COPY FROM STDIN: forwards the client's CopyData until CopyDone or
     /// CopyFail. The outer result is the client side, the inner the backend.
-    async fn copy_in(&mut self, lease: &mut Lease) -> Result<Result<(), std::io::Error>, End> {
+    /// With `take_sync`, a Sync right after CopyDone/CopyFail is forwarded
+    /// with it; the inner value says whether one was.
+    async fn copy_in(
+        &mut self,
+        lease: &mut Lease,
+        take_sync: bool,
+    ) -> Result<Result<bool, std::io::Error>, End> {
         self.flush_client().await?;
         let mut chunk = BytesMut::new();
         loop {
@@ -243,6 +273,18 @@ impl Session {
                     chunk.extend_from_slice(&self.creader.buf[..f.len]);
                     self.creader.skip(f);
                     let done = matches!(f.tag, b'c' | b'f');
+                    let mut synced = false;
+                    if done && take_sync {
+                        // A client that works against Postgres sends Sync (or
+                        // Flush) next: Postgres answers nothing before it.
+                        if let Ok(Some(n)) = self.creader.next(&mut self.client).await {
+                            if n.tag == b'S' {
+                                chunk.extend_from_slice(&self.creader.buf[..n.len]);
+                                self.creader.skip(n);
+                                synced = true;
+                            }
+                        }
+                    }
                     // Send what is buffered when the input runs dry or COPY ends.
                     if done
                         || chunk.len() > 64 * 1024
@@ -259,7 +301,7 @@ impl Session {
                         chunk.clear();
                     }
                     if done {
-                        return Ok(Ok(()));
+                        return Ok(Ok(synced));
                     }
                 }
                 other => {

@@ -14,6 +14,15 @@ impl Session {
     pub(super) async fn simple_query(&mut self, msg: BytesMut) -> Result<(), End> {
         let sql = match query_text(&msg[5..]) {
             Ok(s) => s,
+            // Like Postgres: bad text is an ERROR, a broken message is FATAL.
+            Err(e) if e.why.contains("UTF-8") => {
+                return self
+                    .error_and_ready(SqlError::new(
+                        crate::data::codec::error::sqlstate::CHARACTER_NOT_IN_REPERTOIRE,
+                        "invalid byte sequence for encoding \"UTF8\" in the query text",
+                    ))
+                    .await
+            }
             Err(e) => return Err(End::Fatal(SqlError::protocol(e.to_string()))),
         };
         self.info.queries.fetch_add(1, Relaxed);
@@ -27,11 +36,15 @@ impl Session {
                 Err(e) => self.error_and_ready(e).await,
             };
         }
-        let plan = self.rt.planner.plan(sql);
+        let (plan, literals) = self.rt.planner.plan_literals(sql);
+        let params = Params {
+            values: literals.iter().map(|l| Some(l.as_bytes())).collect(),
+            formats: Vec::new(),
+        };
         if let Some(r) = self.deferred_transaction(&plan, sql) {
             return r.await;
         }
-        let shard = match self.dispatch(&plan, &Params::none()) {
+        let shard = match self.dispatch(&plan, &params) {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
             Ok(Dispatch::Fan { shards, mode }) => {
@@ -63,6 +76,7 @@ impl Session {
         let r = self.relay(&mut lease, None).await?;
         if drops_statements {
             lease.backend().prepared.clear();
+            self.prepared_unsure = true;
         }
         self.after_relay(lease, r, true).await
     }
@@ -136,8 +150,10 @@ impl Session {
             }
             (StmtKind::Commit, true, true, _) | (StmtKind::Rollback, true, true, _) => {
                 self.pending_begin = None;
+                let was = self.tx;
                 self.tx = b'I';
-                if stmt.kind == StmtKind::Commit {
+                // COMMIT of a failed transaction rolls back, as in Postgres.
+                if stmt.kind == StmtKind::Commit && was == b'T' {
                     "COMMIT"
                 } else {
                     "ROLLBACK"

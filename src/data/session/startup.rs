@@ -153,13 +153,18 @@ pub async fn handshake(
         match rt.users.get(&user) {
             Some(u) => u,
             None => {
-                return Err(Refused::on(
-                    stream,
-                    SqlError::fatal(
-                        sqlstate::INVALID_PASSWORD,
-                        format!("password authentication failed for user \"{user}\""),
-                    ),
-                ))
+                // Run the whole exchange against a verifier no password
+                // matches, as Postgres does, so user names cannot be probed.
+                let mock = crate::runtime::state::UserAuth::unknown(&user);
+                let error =
+                    match authenticate(&mut stream, &mut out, &mock, &rt.config.proxy.auth).await {
+                        Err(e) => e,
+                        Ok(()) => SqlError::fatal(
+                            sqlstate::INVALID_PASSWORD,
+                            format!("password authentication failed for user \"{user}\""),
+                        ),
+                    };
+                return Err(Refused::on(stream, error));
             }
         }
     };

@@ -20,11 +20,14 @@ impl Session {
         }
         let held = if self.lease.is_some() {
             self.rt.pools[self.lease_shard].name.as_str()
+        } else if let Some(p) = self.others.first() {
+            self.rt.pools[p.shard].name.as_str()
         } else {
-            self.others
-                .first()
-                .map(|p| self.rt.pools[p.shard].name.as_str())
-                .unwrap_or("?")
+            return Err(SqlError::new(
+                sqlstate::FEATURE_NOT_SUPPORTED,
+                "this statement in a transaction needs several shards, and transactions span shards only with proxy.two_phase_commit = true",
+            )
+            .with_hint("Run it outside the transaction, add the shard key, or enable proxy.two_phase_commit."));
         };
         let want = self
             .rt

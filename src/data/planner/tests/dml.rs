@@ -23,6 +23,12 @@ fn insert_one_row_is_keyed() {
         "INSERT INTO orders (customer_id, total) VALUES ('7'::bigint, 1) ON CONFLICT (id) DO UPDATE SET total = EXCLUDED.total",
         &[lit("7")],
     );
+    // Upserts that write every column, conflicting on the key.
+    assert_keyed(
+        "INSERT INTO orders (customer_id, id, total) VALUES (7, 1, 2) ON CONFLICT (customer_id, id) \
+         DO UPDATE SET customer_id = EXCLUDED.customer_id, total = EXCLUDED.total",
+        &[lit("7")],
+    );
     assert_keyed(
         "INSERT INTO orders (customer_id, total) VALUES (7, (SELECT max(total) FROM orders WHERE customer_id = 7))",
         &[lit("7")],
@@ -74,6 +80,10 @@ fn insert_refusals() {
         "ON CONFLICT DO UPDATE of shard key column \"customer_id\"",
     );
     assert_refused(
+        "INSERT INTO orders (customer_id, total) VALUES (1, 2) ON CONFLICT (id) DO UPDATE SET customer_id = EXCLUDED.customer_id",
+        "ON CONFLICT DO UPDATE of shard key column",
+    );
+    assert_refused(
         "INSERT INTO orders (customer_id, total) VALUES (7, (SELECT max(total) FROM orders))",
         "not restricted to the inserted row's shard key",
     );
@@ -117,6 +127,22 @@ fn writes_to_reference_and_unknown_tables() {
     assert_refused(
         "INSERT INTO audit SELECT * FROM orders",
         "not in the shard map, can only read sharded tables restricted to one shard key",
+    );
+}
+
+#[test]
+fn merge_statements() {
+    assert_refused(
+        "MERGE INTO orders o USING items i ON o.customer_id = i.customer_id WHEN MATCHED THEN UPDATE SET total = 1",
+        "MERGE on sharded table \"orders\"",
+    );
+    assert_eq!(
+        target("MERGE INTO countries c USING new_countries n ON c.code = n.code WHEN MATCHED THEN DELETE"),
+        Target::AllShards(FanOut::ReferenceWrite)
+    );
+    assert_eq!(
+        target("MERGE INTO audit a USING countries c ON a.x = c.code WHEN MATCHED THEN DELETE"),
+        Target::AnyShard
     );
 }
 

@@ -280,6 +280,38 @@ fn subqueries() {
 }
 
 #[test]
+fn scoping_of_unqualified_names_and_lateral() {
+    // Inside the subquery, an unqualified customer_id is items': the
+    // subquery is not correlated with orders, so they are not co-located.
+    assert_refused(
+        "SELECT * FROM orders WHERE EXISTS (SELECT 1 FROM items WHERE items.customer_id = customer_id)",
+        "not joined on their shard keys",
+    );
+    assert_keyed(
+        "SELECT * FROM orders a JOIN orders b ON a.customer_id = b.customer_id WHERE a.customer_id = 1",
+        &[lit("1")],
+    );
+    // A LATERAL subquery correlated on the key may LIMIT per key.
+    assert_eq!(
+        target("SELECT * FROM orders o, LATERAL (SELECT * FROM items i WHERE i.customer_id = o.customer_id ORDER BY x LIMIT 1) x"),
+        FANOUT
+    );
+    assert_eq!(
+        target("SELECT * FROM orders o JOIN generate_series(1, 3) g ON g = o.total"),
+        FANOUT
+    );
+    // Two unrelated pins: fine on one shard, refused by resolve_stmt on two.
+    let p = plan1("SELECT * FROM orders o WHERE o.customer_id = 1 AND EXISTS (SELECT 1 FROM items WHERE customer_id = 2)");
+    assert!(matches!(&p.target, Target::Keyed { keys, .. } if *keys == vec![lit("1"), lit("2")]));
+    assert!(p
+        .merge
+        .unwrap()
+        .unsupported
+        .unwrap()
+        .contains("not joined on their shard keys"));
+}
+
+#[test]
 fn derived_tables_and_ctes() {
     assert_keyed(
         "SELECT * FROM (SELECT * FROM orders WHERE customer_id = 9) s",

@@ -195,6 +195,7 @@ fn session_state_constructs_are_flagged() {
     assert_eq!(ss("PREPARE p (int) AS SELECT $1"), Some("PREPARE"));
     assert_eq!(ss("EXECUTE p(1)"), Some("EXECUTE"));
     assert_eq!(ss("DEALLOCATE p"), Some("DEALLOCATE"));
+    assert_eq!(ss("DEALLOCATE ALL"), None);
     assert_eq!(
         ss("DECLARE c CURSOR WITH HOLD FOR SELECT 1"),
         Some("DECLARE … WITH HOLD")

@@ -1,0 +1,100 @@
+//! Graceful shutdown (what SIGTERM does): new connections are refused, idle
+//! clients are told 57P01 and closed, clients inside a transaction may
+//! finish it (COMMIT works) and are closed after, then the listener's task
+//! ends once every client is gone.
+
+mod common;
+
+use common::proxy::*;
+use common::*;
+use std::time::Duration;
+
+/// Waits for a watched connection to end and returns its SQLSTATE.
+async fn ended_with(
+    conn: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+    what: &str,
+) -> String {
+    match tokio::time::timeout(Duration::from_secs(3), conn).await {
+        Ok(Ok(Err(e))) => code_of(&e),
+        Ok(Ok(Ok(()))) => String::new(),
+        Ok(Err(e)) => panic!("{what}: connection task panicked: {e}"),
+        Err(_) => panic!("{what}: still connected 3 s into the drain"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_lets_transactions_finish() {
+    within(60, shutdown_body()).await
+}
+
+async fn shutdown_body() {
+    let c = temp_cluster();
+    let shard = connect(&c.url("postgres")).await;
+    shard
+        .batch_execute("CREATE TABLE t(id int PRIMARY KEY)")
+        .await
+        .unwrap();
+    let p = start_proxy(&[("s0", c.url("postgres"))], "").await;
+    let (idle, idle_conn) = connect_watched(&p.url()).await;
+    let (busy, busy_conn) = connect_watched(&p.url()).await;
+    let (opened, opened_conn) = connect_watched(&p.url()).await;
+    assert_eq!(
+        idle.query_one("SELECT 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        1
+    );
+    // One client in a transaction that has run statements, one that has only
+    // said BEGIN: both are inside a transaction as far as they know.
+    busy.batch_execute("BEGIN; INSERT INTO t VALUES (1)")
+        .await
+        .unwrap();
+    opened.batch_execute("BEGIN").await.unwrap();
+
+    shardproxy::runtime::listener::begin_shutdown(&p.proxy);
+
+    // The idle client is told why and closed.
+    assert_eq!(ended_with(idle_conn, "idle client").await, "57P01");
+    assert!(idle.simple_query("SELECT 1").await.is_err());
+    // New connections are refused (the listener closes; until then the
+    // proxy answers 57P01).
+    for _ in 0..3 {
+        match tokio_postgres::connect(&p.url(), tokio_postgres::NoTls).await {
+            Ok(_) => panic!("a new client got in during the drain"),
+            Err(e) => {
+                let code = code_of(&e);
+                assert!(code.is_empty() || code == "57P01", "{e}");
+            }
+        }
+    }
+    // The transactions finish normally.
+    busy.batch_execute("INSERT INTO t VALUES (2)")
+        .await
+        .unwrap();
+    busy.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(ended_with(busy_conn, "client after COMMIT").await, "57P01");
+    opened
+        .batch_execute("INSERT INTO t VALUES (3)")
+        .await
+        .expect("a client that had said BEGIN could not go on");
+    opened.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(
+        ended_with(opened_conn, "second client after COMMIT").await,
+        "57P01"
+    );
+    let ids: Vec<i32> = shard
+        .query("SELECT id FROM t ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3]);
+    // With every client gone, the listener task ends.
+    let served = tokio::time::timeout(Duration::from_secs(3), p.serve)
+        .await
+        .expect("serve() still running after the last client left");
+    served.unwrap().unwrap();
+    assert_eq!(p.proxy.clients.count(), 0);
+}

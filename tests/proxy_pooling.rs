@@ -1,0 +1,350 @@
+//! Transaction pooling against a real Postgres: with fewer backends than
+//! clients, each client's prepared statements and SET settings follow it to
+//! whichever backend runs its next transaction, and nothing leaks between
+//! clients (including through DISCARD ALL / DEALLOCATE ALL).
+
+mod common;
+
+use common::proxy::*;
+use common::*;
+use std::collections::HashSet;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_statements_follow_clients_across_backends() {
+    within(60, prepared_body()).await
+}
+
+async fn prepared_body() {
+    let c = temp_cluster();
+    let shard = connect(&c.url("postgres")).await;
+    shard
+        .batch_execute(
+            "CREATE TABLE kv(k int PRIMARY KEY, v text);
+             INSERT INTO kv SELECT g, 'v' || g FROM generate_series(1, 100) g;",
+        )
+        .await
+        .unwrap();
+    let p = start_proxy(&[("s0", c.url("postgres"))], "pool.size = 2").await;
+
+    // A statement prepared on one backend runs on another one once the
+    // first is busy with someone else's transaction.
+    let a = connect(&p.url()).await;
+    let b = connect(&p.url()).await;
+    let stmt = a
+        .prepare("SELECT pg_backend_pid(), v FROM kv WHERE k = $1")
+        .await
+        .unwrap();
+    let first: i32 = a.query_one(&stmt, &[&1i32]).await.unwrap().get(0);
+    b.batch_execute("BEGIN").await.unwrap();
+    let held: i32 = b
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let row = a.query_one(&stmt, &[&2i32]).await.unwrap();
+    let second: i32 = row.get(0);
+    assert_eq!(row.get::<_, String>(1), "v2");
+    assert_ne!(second, held, "the backend in b's transaction was lent to a");
+    assert!(first == held || first == second, "only two backends exist");
+    b.batch_execute("COMMIT").await.unwrap();
+
+    // Many clients, two backends, statements prepared once per client and
+    // run in and out of transactions.
+    let mut tasks = Vec::new();
+    for i in 0..6i32 {
+        let url = p.url();
+        tasks.push(tokio::spawn(async move {
+            let mut client = connect(&url).await;
+            let shared = client
+                .prepare("SELECT v FROM kv WHERE k = $1")
+                .await
+                .unwrap();
+            let own = client
+                .prepare(&format!("SELECT $1::int + {i}, pg_backend_pid()"))
+                .await
+                .unwrap();
+            let mut pids = HashSet::new();
+            for n in 0..40i32 {
+                let k = (n * 7 + i) % 100 + 1;
+                if n % 2 == 0 {
+                    let tx = client.transaction().await.unwrap();
+                    let v: String = tx.query_one(&shared, &[&k]).await.unwrap().get(0);
+                    assert_eq!(v, format!("v{k}"));
+                    let r = tx.query_one(&own, &[&n]).await.unwrap();
+                    assert_eq!(r.get::<_, i32>(0), n + i);
+                    pids.insert(r.get::<_, i32>(1));
+                    tx.commit().await.unwrap();
+                } else {
+                    let r = client.query_one(&own, &[&n]).await.unwrap();
+                    assert_eq!(r.get::<_, i32>(0), n + i);
+                    pids.insert(r.get::<_, i32>(1));
+                    let v: String = client.query_one(&shared, &[&k]).await.unwrap().get(0);
+                    assert_eq!(v, format!("v{k}"));
+                }
+                if n % 10 == 9 {
+                    // A short-lived statement: prepared, used, closed (Close
+                    // is answered by the proxy), then prepared again.
+                    let tmp = client
+                        .prepare(&format!("SELECT {n} + $1::int"))
+                        .await
+                        .unwrap();
+                    let r: i32 = client.query_one(&tmp, &[&i]).await.unwrap().get(0);
+                    assert_eq!(r, n + i);
+                    drop(tmp);
+                    let again = client
+                        .prepare(&format!("SELECT {n} + $1::int"))
+                        .await
+                        .unwrap();
+                    let r: i32 = client.query_one(&again, &[&1i32]).await.unwrap().get(0);
+                    assert_eq!(r, n + 1);
+                }
+            }
+            pids
+        }));
+    }
+    let mut all = HashSet::new();
+    let mut moved = 0;
+    for t in tasks {
+        let pids = t.await.unwrap();
+        if pids.len() > 1 {
+            moved += 1;
+        }
+        all.extend(pids);
+    }
+    assert!(
+        all.len() <= 2,
+        "pool.size = 2 but backends {all:?} ran statements"
+    );
+    assert!(
+        moved > 0,
+        "no client's statements ever ran on a second backend; the test proves nothing"
+    );
+    // Every backend went back to the pool.
+    p.wait_pool_idle(0).await;
+    // Postgres agrees: at most two proxy backends, none left in a transaction.
+    let rows = shard
+        .query(
+            "SELECT state FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(rows.len() <= 2, "{} backends", rows.len());
+    for r in rows {
+        assert_eq!(r.get::<_, String>(0), "idle");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_follow_clients_across_backends() {
+    within(60, settings_body()).await
+}
+
+async fn settings_body() {
+    let c = temp_cluster();
+    let shard = connect(&c.url("postgres")).await;
+    for i in 0..4 {
+        shard
+            .batch_execute(&format!(
+                "CREATE SCHEMA s{i}; CREATE TABLE s{i}.who(v int); INSERT INTO s{i}.who VALUES ({i});"
+            ))
+            .await
+            .unwrap();
+    }
+    let p = start_proxy(&[("s0", c.url("postgres"))], "pool.size = 2").await;
+
+    let mut tasks = Vec::new();
+    for i in 0..4i32 {
+        let url = p.url();
+        tasks.push(tokio::spawn(async move {
+            let mut client = connect(&url).await;
+            // One SET through the simple protocol, one through the extended.
+            client
+                .batch_execute(&format!("SET search_path = s{i}, public"))
+                .await
+                .unwrap();
+            client
+                .execute(&format!("SET application_name = 'client{i}'"), &[])
+                .await
+                .unwrap();
+            let check = "SELECT current_setting('application_name'), (SELECT v FROM who)";
+            let stmt = client.prepare(check).await.unwrap();
+            for n in 0..25 {
+                let (app, v): (String, i32) = match n % 3 {
+                    0 => {
+                        let m = client.simple_query(check).await.unwrap();
+                        let row = m
+                            .iter()
+                            .find_map(|m| match m {
+                                tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                                    r.get(0).unwrap().to_string(),
+                                    r.get(1).unwrap().parse().unwrap(),
+                                )),
+                                _ => None,
+                            })
+                            .unwrap();
+                        row
+                    }
+                    1 => {
+                        let tx = client.transaction().await.unwrap();
+                        let r = tx.query_one(&stmt, &[]).await.unwrap();
+                        tx.commit().await.unwrap();
+                        (r.get(0), r.get(1))
+                    }
+                    _ => {
+                        let r = client.query_one(&stmt, &[]).await.unwrap();
+                        (r.get(0), r.get(1))
+                    }
+                };
+                assert_eq!(app, format!("client{i}"), "client {i}, round {n}");
+                assert_eq!(v, i, "client {i} saw another client's search_path");
+            }
+            // SET in a rolled-back transaction is undone; SET LOCAL ends with
+            // its transaction.
+            client
+                .batch_execute("BEGIN; SET application_name = 'oops'; ROLLBACK")
+                .await
+                .unwrap();
+            client
+                .batch_execute("BEGIN; SET LOCAL search_path = s3; COMMIT")
+                .await
+                .unwrap();
+            for _ in 0..3 {
+                let r = client.query_one(&stmt, &[]).await.unwrap();
+                assert_eq!(r.get::<_, String>(0), format!("client{i}"));
+                assert_eq!(r.get::<_, i32>(1), i);
+            }
+            // RESET sticks too.
+            client
+                .batch_execute("RESET application_name")
+                .await
+                .unwrap();
+            for _ in 0..3 {
+                let r = client.query_one(&stmt, &[]).await.unwrap();
+                assert_eq!(r.get::<_, String>(0), "");
+                assert_eq!(r.get::<_, i32>(1), i);
+            }
+        }));
+    }
+    // A client that set nothing never sees the others' settings.
+    let plain = connect(&p.url()).await;
+    for _ in 0..20 {
+        let app: String = plain
+            .query_one("SELECT current_setting('application_name')", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(app, "");
+        let e = plain.query_one("SELECT v FROM who", &[]).await.unwrap_err();
+        assert_eq!(code_of(&e), "42P01", "default search_path has no 'who'");
+        tokio::task::yield_now().await;
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // A setting from the startup packet holds across transactions too.
+    let url = format!("{}?application_name=from_startup", p.url());
+    let client = connect(&url).await;
+    let other = connect(&p.url()).await;
+    other
+        .batch_execute("SET application_name = 'other'")
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        let (a, b) = tokio::join!(
+            client.query_one("SELECT current_setting('application_name')", &[]),
+            other.query_one("SELECT current_setting('application_name')", &[]),
+        );
+        assert_eq!(a.unwrap().get::<_, String>(0), "from_startup");
+        assert_eq!(b.unwrap().get::<_, String>(0), "other");
+    }
+    p.wait_pool_idle(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discard_all_does_not_break_prepared_statements() {
+    within(60, discard_body()).await
+}
+
+async fn discard_body() {
+    let c = temp_cluster();
+    // One backend: every client shares it, so one client's DISCARD ALL
+    // drops the statements the proxy prepared there for the others.
+    let p = start_proxy(&[("s0", c.url("postgres"))], "pool.size = 1").await;
+    let a = connect(&p.url()).await;
+    let b = connect(&p.url()).await;
+    let sa = a.prepare("SELECT $1::int * 3").await.unwrap();
+    assert_eq!(
+        a.query_one(&sa, &[&2i32]).await.unwrap().get::<_, i32>(0),
+        6
+    );
+    b.batch_execute("SET application_name = 'b'").await.unwrap();
+    let sb = b.prepare("SELECT $1::text || '!'").await.unwrap();
+    assert_eq!(
+        b.query_one(&sb, &[&"x"]).await.unwrap().get::<_, String>(0),
+        "x!"
+    );
+
+    // DISCARD ALL through the simple protocol.
+    b.batch_execute("DISCARD ALL").await.unwrap();
+    assert_eq!(
+        a.query_one(&sa, &[&3i32]).await.unwrap().get::<_, i32>(0),
+        9
+    );
+    assert_eq!(
+        b.query_one(&sb, &[&"y"]).await.unwrap().get::<_, String>(0),
+        "y!"
+    );
+    let app: String = b
+        .query_one("SELECT current_setting('application_name')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(app, "", "DISCARD ALL resets b's settings");
+    // Through the extended protocol: named (prepared, then executed) and
+    // unnamed.
+    b.execute("DISCARD ALL", &[]).await.unwrap();
+    assert_eq!(
+        a.query_one(&sa, &[&4i32]).await.unwrap().get::<_, i32>(0),
+        12
+    );
+    b.query_typed("DISCARD ALL", &[]).await.unwrap();
+    assert_eq!(
+        b.query_one(&sb, &[&"z"]).await.unwrap().get::<_, String>(0),
+        "z!"
+    );
+    assert_eq!(
+        a.query_one(&sa, &[&5i32]).await.unwrap().get::<_, i32>(0),
+        15
+    );
+    // DEALLOCATE ALL passes (some pools send it on check-in); the client's
+    // statements are re-prepared where needed. DEALLOCATE of a named
+    // SQL-level statement is refused (SQL PREPARE is).
+    a.batch_execute("DEALLOCATE ALL").await.unwrap();
+    let e = a.batch_execute("DEALLOCATE foo").await.unwrap_err();
+    assert_eq!(code_of(&e), "0A000");
+    assert_eq!(
+        a.query_one(&sa, &[&5i32]).await.unwrap().get::<_, i32>(0),
+        15
+    );
+    // New statements after a DISCARD ALL work as well.
+    let sa2 = a.prepare("SELECT $1::int - 1").await.unwrap();
+    assert_eq!(
+        a.query_one(&sa2, &[&5i32]).await.unwrap().get::<_, i32>(0),
+        4
+    );
+    // A DISCARD ALL inside a transaction block is refused by Postgres; the
+    // statements survive that too.
+    let e = a.batch_execute("BEGIN; DISCARD ALL").await.unwrap_err();
+    assert_eq!(code_of(&e), "25001");
+    a.batch_execute("ROLLBACK").await.unwrap();
+    assert_eq!(
+        b.query_one(&sb, &[&"w"]).await.unwrap().get::<_, String>(0),
+        "w!"
+    );
+    assert_eq!(
+        a.query_one(&sa, &[&6i32]).await.unwrap().get::<_, i32>(0),
+        18
+    );
+    p.wait_pool_idle(0).await;
+}

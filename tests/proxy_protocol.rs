@@ -1,0 +1,499 @@
+//! The wire protocol through the proxy against a real Postgres: the simple
+//! and extended query protocols (text and binary formats, unnamed and named
+//! statements, portals with row limits, pipelining), transactions and their
+//! states, COPY in both directions, and cancel requests.
+
+mod common;
+
+use common::proxy::*;
+use common::*;
+use futures_util::{pin_mut, SinkExt, TryStreamExt};
+use std::time::{Duration, Instant};
+use tokio_postgres::types::Type;
+use tokio_postgres::{NoTls, SimpleQueryMessage};
+
+fn simple_rows(msgs: &[SimpleQueryMessage]) -> Vec<Vec<String>> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::Row(r) => Some(
+                (0..r.len())
+                    .map(|i| r.get(i).unwrap_or("NULL").to_string())
+                    .collect(),
+            ),
+            _ => None,
+        })
+        .collect()
+}
+
+fn command_counts(msgs: &[SimpleQueryMessage]) -> Vec<u64> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            SimpleQueryMessage::CommandComplete(n) => Some(*n),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_and_extended_queries_transactions_and_copy() {
+    within(60, protocol_body()).await
+}
+
+async fn protocol_body() {
+    let c = temp_cluster();
+    let p = start_proxy(&[("s0", c.url("postgres"))], "").await;
+    let shard = connect(&c.url("postgres")).await;
+    let client = connect(&p.url()).await;
+
+    // Simple protocol: one statement, then several in one string.
+    let m = client
+        .simple_query("SELECT 1 AS a, 'x' AS b, NULL AS c")
+        .await
+        .unwrap();
+    assert_eq!(simple_rows(&m), vec![vec!["1", "x", "NULL"]]);
+    let m = client
+        .simple_query(
+            "CREATE TABLE t(id int PRIMARY KEY, v text); \
+             INSERT INTO t VALUES (1, 'a'), (2, 'b'); \
+             UPDATE t SET v = v || '!' WHERE id = 2; \
+             SELECT id, v FROM t ORDER BY id",
+        )
+        .await
+        .unwrap();
+    assert_eq!(simple_rows(&m), vec![vec!["1", "a"], vec!["2", "b!"]]);
+    assert_eq!(command_counts(&m), vec![0, 2, 1, 2]);
+    // The statements really ran on the shard.
+    let n: i64 = shard
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2);
+    // An error in a multi-statement string stops it there.
+    let e = client
+        .simple_query("INSERT INTO t VALUES (3, 'c'); SELECT 1/0; INSERT INTO t VALUES (4, 'd')")
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), "22012");
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM t", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 2, "an implicit transaction fails as a whole");
+
+    // Extended protocol with binary parameters and results of several types.
+    let row = client
+        .query_one(
+            "SELECT $1::int8 + 1, $2::text || '!', $3::bytea, $4::float8 * 2, $5::int4 IS NULL",
+            &[&41i64, &"hé", &vec![0u8, 255, 7], &1.25f64, &None::<i32>],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 42);
+    assert_eq!(row.get::<_, String>(1), "hé!");
+    assert_eq!(row.get::<_, Vec<u8>>(2), vec![0u8, 255, 7]);
+    assert_eq!(row.get::<_, f64>(3), 2.5);
+    assert!(row.get::<_, bool>(4));
+    // Unnamed statement in one round trip.
+    let row = client
+        .query_typed("SELECT $1 * 2", &[(&21i32, Type::INT4)])
+        .await
+        .unwrap();
+    assert_eq!(row[0].get::<_, i32>(0), 42);
+    // Named statement prepared once, run many times.
+    let stmt = client
+        .prepare("SELECT v FROM t WHERE id = $1")
+        .await
+        .unwrap();
+    for (id, v) in [(1, "a"), (2, "b!"), (1, "a")] {
+        let r = client.query_one(&stmt, &[&id]).await.unwrap();
+        assert_eq!(r.get::<_, String>(0), v);
+    }
+    // Pipelined requests (sent before the first answer arrives).
+    let (a, b, d) = tokio::join!(
+        client.query_one(&stmt, &[&1i32]),
+        client.query_one("SELECT $1::text", &[&"pipelined"]),
+        client.query_one(&stmt, &[&2i32]),
+    );
+    assert_eq!(a.unwrap().get::<_, String>(0), "a");
+    assert_eq!(b.unwrap().get::<_, String>(0), "pipelined");
+    assert_eq!(d.unwrap().get::<_, String>(0), "b!");
+    // An extended-protocol error outside a transaction, then business as usual.
+    let e = client
+        .query_one("SELECT 1 / $1::int", &[&0i32])
+        .await
+        .unwrap_err();
+    assert_eq!(code_of(&e), "22012");
+    let e = client.prepare("SELEC 1").await.unwrap_err();
+    assert_eq!(code_of(&e), "42601");
+    assert_eq!(
+        client
+            .query_one(&stmt, &[&1i32])
+            .await
+            .unwrap()
+            .get::<_, String>(0),
+        "a"
+    );
+
+    // Text and binary formats chosen per parameter and per result column.
+    let mut raw = Raw::login(p.addr).await;
+    let mut batch = parse_msg("", "SELECT $1::int4 + 1, $2::text, $3::int8", &[]);
+    batch.extend(bind_msg(
+        "",
+        "",
+        &[0, 0, 1],
+        &[Some(b"41"), Some(b"t\xc3\xa9xt"), Some(&7i64.to_be_bytes())],
+        &[0, 0, 1],
+    ));
+    batch.extend(execute_msg("", 0));
+    batch.extend(sync_msg());
+    raw.send(&batch).await;
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "12DCZ", "{:?}", first_error(&r));
+    assert_eq!(
+        data_rows(&r)[0],
+        vec![
+            Some(b"42".to_vec()),
+            Some("téxt".as_bytes().to_vec()),
+            Some(7i64.to_be_bytes().to_vec())
+        ]
+    );
+    // The unnamed statement survives the Sync (and the backend going back to
+    // the pool): a later Bind of "" still finds it.
+    raw.send(
+        &[
+            bind_msg(
+                "",
+                "",
+                &[1, 1, 1],
+                &[
+                    Some(&1i32.to_be_bytes()),
+                    Some(b"x"),
+                    Some(&2i64.to_be_bytes()),
+                ],
+                &[1],
+            ),
+            execute_msg("", 0),
+            sync_msg(),
+        ]
+        .concat(),
+    )
+    .await;
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "2DCZ", "{:?}", first_error(&r));
+    assert_eq!(data_rows(&r)[0][0], Some(2i32.to_be_bytes().to_vec()));
+
+    // Portals with a row limit, inside a transaction.
+    let mut client = client;
+    {
+        let tx = client.transaction().await.unwrap();
+        let s = tx
+            .prepare("SELECT g FROM generate_series(1, 10) g")
+            .await
+            .unwrap();
+        let portal = tx.bind(&s, &[]).await.unwrap();
+        let mut sizes = Vec::new();
+        let mut all = Vec::new();
+        loop {
+            let rows = tx.query_portal(&portal, 3).await.unwrap();
+            if rows.is_empty() {
+                break;
+            }
+            sizes.push(rows.len());
+            all.extend(rows.iter().map(|r| r.get::<_, i32>(0)));
+        }
+        assert_eq!(sizes, vec![3, 3, 3, 1]);
+        assert_eq!(all, (1..=10).collect::<Vec<_>>());
+        tx.commit().await.unwrap();
+    }
+    // Row limits on the raw wire: PortalSuspended, then the rest.
+    raw.send(&[msg(b'Q', &cstr("BEGIN"))].concat()).await;
+    assert_eq!(raw.until_ready().await.last().unwrap().1, b"T");
+    raw.send(
+        &[
+            parse_msg("", "SELECT generate_series(1, 5)", &[]),
+            bind_msg("p1", "", &[], &[], &[]),
+            execute_msg("p1", 2),
+            execute_msg("p1", 2),
+            execute_msg("p1", 2),
+            sync_msg(),
+        ]
+        .concat(),
+    )
+    .await;
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "12DDsDDsDCZ");
+    raw.query("COMMIT").await;
+
+    // Transactions: commit keeps, rollback discards.
+    {
+        let tx = client.transaction().await.unwrap();
+        tx.execute("INSERT INTO t VALUES (10, 'committed')", &[])
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let tx = client.transaction().await.unwrap();
+        tx.execute("INSERT INTO t VALUES (11, 'rolled back')", &[])
+            .await
+            .unwrap();
+        tx.rollback().await.unwrap();
+    }
+    let ids: Vec<i32> = shard
+        .query("SELECT id FROM t WHERE id >= 10 ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(ids, vec![10]);
+    // An error inside a transaction: state 'E', statements refused with
+    // 25P02 until ROLLBACK, which works and leaves the session usable.
+    let r = raw.query("BEGIN").await;
+    assert_eq!(r.last().unwrap().1, b"T");
+    let r = raw.query("INSERT INTO t VALUES (12, 'lost')").await;
+    assert_eq!(r.last().unwrap().1, b"T");
+    let r = raw.query("SELECT 1/0").await;
+    assert_eq!(first_error(&r).unwrap().0, "22012");
+    assert_eq!(r.last().unwrap().1, b"E");
+    let r = raw.query("SELECT 1").await;
+    assert_eq!(first_error(&r).unwrap().0, "25P02");
+    assert_eq!(r.last().unwrap().1, b"E");
+    // Extended protocol in the failed transaction: refused the same way.
+    raw.send(
+        &[
+            parse_msg("", "SELECT 2", &[]),
+            bind_msg("", "", &[], &[], &[]),
+            execute_msg("", 0),
+            sync_msg(),
+        ]
+        .concat(),
+    )
+    .await;
+    let r = raw.until_ready().await;
+    assert_eq!(first_error(&r).unwrap().0, "25P02");
+    assert_eq!(r.last().unwrap().1, b"E");
+    let r = raw.query("ROLLBACK").await;
+    assert_eq!(tags(&r), "CZ");
+    assert_eq!(r.last().unwrap().1, b"I");
+    let r = raw.query("SELECT count(*) FROM t WHERE id = 12").await;
+    assert_eq!(data_rows(&r)[0][0], Some(b"0".to_vec()));
+    // The same through tokio-postgres.
+    {
+        let tx = client.transaction().await.unwrap();
+        let e = tx.execute("SELECT 1/0", &[]).await.unwrap_err();
+        assert_eq!(code_of(&e), "22012");
+        let e = tx.execute("SELECT 1", &[]).await.unwrap_err();
+        assert_eq!(code_of(&e), "25P02");
+        tx.rollback().await.unwrap();
+    }
+    assert_eq!(
+        client
+            .query_one("SELECT 7", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        7
+    );
+
+    // COPY FROM STDIN, then COPY TO STDOUT.
+    client
+        .batch_execute("CREATE TABLE c(id int, note text)")
+        .await
+        .unwrap();
+    let sink = client
+        .copy_in("COPY c (id, note) FROM STDIN")
+        .await
+        .unwrap();
+    pin_mut!(sink);
+    let mut expected = String::new();
+    for chunk in 0..20 {
+        let mut data = String::new();
+        for i in 0..500 {
+            let id = chunk * 500 + i;
+            data.push_str(&format!("{id}\tnote {id}\\ttab\n"));
+        }
+        expected.push_str(&data);
+        sink.send(bytes::Bytes::from(data)).await.unwrap();
+    }
+    assert_eq!(sink.finish().await.unwrap(), 10_000);
+    let n: i64 = shard
+        .query_one("SELECT count(*) FROM c", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 10_000);
+    let stream = client
+        .copy_out("COPY (SELECT id, note FROM c ORDER BY id) TO STDOUT")
+        .await
+        .unwrap();
+    let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+    let out: Vec<u8> = chunks.concat();
+    assert_eq!(String::from_utf8(out).unwrap(), expected);
+    // A COPY the server rejects mid-stream: error, and the session goes on.
+    let sink = client.copy_in("COPY c (id) FROM STDIN").await.unwrap();
+    pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"1\nnot a number\n"))
+        .await
+        .unwrap();
+    let e = sink.finish().await.unwrap_err();
+    assert_eq!(code_of(&e), "22P02");
+    // COPY inside a transaction that rolls back.
+    client.batch_execute("BEGIN").await.unwrap();
+    let sink = client.copy_in("COPY c (id) FROM STDIN").await.unwrap();
+    pin_mut!(sink);
+    sink.send(bytes::Bytes::from_static(b"-1\n-2\n"))
+        .await
+        .unwrap();
+    assert_eq!(sink.finish().await.unwrap(), 2);
+    client.batch_execute("ROLLBACK").await.unwrap();
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM c", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 10_000);
+
+    // Extended-protocol COPY on the raw wire, the way libpq drives it
+    // (Bind/Execute/Sync, data, CopyDone, Sync), with the last Sync sent late.
+    raw.send(&[parse_msg("cp", "COPY c (id) FROM STDIN", &[]), sync_msg()].concat())
+        .await;
+    assert_eq!(tags(&raw.until_ready().await), "1Z");
+    let start = [bind_msg("", "cp", &[], &[], &[]), execute_msg("", 0)].concat();
+    raw.send(&[start.clone(), sync_msg()].concat()).await;
+    assert_eq!(raw.recv().await.unwrap().0, b'2');
+    assert_eq!(raw.recv().await.unwrap().0, b'G');
+    raw.send(&[msg(b'd', b"100001\n100002\n"), msg(b'c', b"")].concat())
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    raw.send(&sync_msg()).await;
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "CZ");
+    assert_eq!(r[0].1, b"COPY 2\0");
+    assert_eq!(r[1].1, b"I");
+    // Flush instead of Sync after Execute.
+    raw.send(&[start.clone(), msg(b'H', b"")].concat()).await;
+    assert_eq!(raw.recv().await.unwrap().0, b'2');
+    assert_eq!(raw.recv().await.unwrap().0, b'G');
+    raw.send(&[msg(b'd', b"100003\n"), msg(b'c', b""), sync_msg()].concat())
+        .await;
+    assert_eq!(tags(&raw.until_ready().await), "CZ");
+    // CopyFail: the COPY fails with 57014, nothing is kept.
+    raw.send(&[start.clone(), sync_msg()].concat()).await;
+    assert_eq!(raw.recv().await.unwrap().0, b'2');
+    assert_eq!(raw.recv().await.unwrap().0, b'G');
+    raw.send(
+        &[
+            msg(b'd', b"100004\n"),
+            msg(b'f', &cstr("client gave up")),
+            sync_msg(),
+        ]
+        .concat(),
+    )
+    .await;
+    let r = raw.until_ready().await;
+    assert_eq!(first_error(&r).unwrap().0, "57014");
+    assert_eq!(r.last().unwrap().1, b"I");
+    let n: i64 = shard
+        .query_one("SELECT count(*) FROM c WHERE id > 100000", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+    let r = raw.query("SELECT 1").await;
+    assert_eq!(tags(&r), "TDCZ");
+    p.wait_pool_idle(0).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_requests_reach_the_right_query_only() {
+    within(60, cancel_body()).await
+}
+
+async fn cancel_body() {
+    let c = temp_cluster();
+    let p = start_proxy(&[("s0", c.url("postgres"))], "").await;
+    let client = connect(&p.url()).await;
+    let bystander = connect(&p.url()).await;
+
+    // tokio-postgres' own cancel: a long sleep ends within a second with 57014.
+    let token = client.cancel_token();
+    let q = tokio::spawn(async move {
+        let r = client.simple_query("SELECT pg_sleep(30)").await;
+        (r, client)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    token.cancel_query(NoTls).await.unwrap();
+    let (r, client) = tokio::time::timeout(Duration::from_secs(5), q)
+        .await
+        .expect("query not cancelled")
+        .unwrap();
+    let took = sent.elapsed();
+    assert_eq!(code_of(&r.unwrap_err()), "57014");
+    assert!(took < Duration::from_secs(1), "cancel took {took:?}");
+    // Extended protocol too, and the session goes on afterwards.
+    let token = client.cancel_token();
+    let q = tokio::spawn(async move {
+        let r = client.query("SELECT pg_sleep($1)", &[&30f64]).await;
+        (r, client)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    token.cancel_query(NoTls).await.unwrap();
+    let (r, client) = tokio::time::timeout(Duration::from_secs(2), q)
+        .await
+        .expect("query not cancelled")
+        .unwrap();
+    assert_eq!(code_of(&r.unwrap_err()), "57014");
+    assert_eq!(
+        client
+            .query_one("SELECT 5", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        5
+    );
+    assert_eq!(
+        bystander
+            .query_one("SELECT 6", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        6
+    );
+
+    // Wrong keys cancel nothing: the query runs to its end.
+    let mut raw = Raw::login(p.addr).await;
+    let (pid, secret) = raw.key;
+    raw.send(&msg(b'Q', &cstr("SELECT pg_sleep(1), 'finished'")))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for (kp, ks) in [
+        (pid, secret.wrapping_add(1)),
+        (pid.wrapping_add(1000), secret),
+        (0, 0),
+    ] {
+        let mut k = Raw::connect(p.addr).await;
+        k.send(&cancel_packet(kp, ks)).await;
+        assert!(
+            k.recv().await.is_none(),
+            "cancel connection closes silently"
+        );
+    }
+    let r = raw.until_ready().await;
+    assert_eq!(first_error(&r), None, "a wrong key cancelled the query");
+    assert_eq!(data_rows(&r)[0][1], Some(b"finished".to_vec()));
+    // The right key does.
+    raw.send(&msg(b'Q', &cstr("SELECT pg_sleep(30)"))).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut k = Raw::connect(p.addr).await;
+    k.send(&cancel_packet(pid, secret)).await;
+    let r = raw.until_ready().await;
+    assert_eq!(first_error(&r).unwrap().0, "57014");
+    // A cancel for an idle session is harmless.
+    let mut k = Raw::connect(p.addr).await;
+    k.send(&cancel_packet(pid, secret)).await;
+    assert!(k.recv().await.is_none());
+    let r = raw.query("SELECT 3").await;
+    assert_eq!(data_rows(&r)[0][0], Some(b"3".to_vec()));
+}
