@@ -40,6 +40,22 @@ enum Command {
         #[arg(long, default_value = "shardproxy-demo")]
         data_dir: PathBuf,
     },
+    /// Plan a change to the shard map without applying it.
+    Plan {
+        #[command(subcommand)]
+        plan: PlanCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PlanCommand {
+    /// Which hash ranges adding shard NAME would move, against modulo hashing.
+    AddShard {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Name of the new shard.
+        name: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -62,6 +78,12 @@ fn main() -> ExitCode {
             port,
             data_dir,
         } => run_async(shardproxy::app::demo(shards, port, data_dir)),
+        Command::Plan {
+            plan: PlanCommand::AddShard { config, name },
+        } => Config::load(&config)
+            .map_err(|e| e.to_string())
+            .and_then(|c| shardproxy::data::router::ShardMap::from_config(&c))
+            .map(|m| print!("{}", m.plan_add_shard(&name).render())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

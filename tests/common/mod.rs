@@ -144,3 +144,4 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     });
     client
 }
+pub mod routed;

@@ -19,6 +19,8 @@ pub enum Command {
     ShowStats,
     ShowConfig,
     ShowVersion,
+    ShowShardmap,
+    ShowRoute { table: String, key: String },
     Reload,
     Shutdown,
 }
@@ -90,6 +92,21 @@ pub const COMMANDS: &[Spec] = &[
         args: "",
         about: "the shardproxy version",
         build: |a| no_args(a, Command::ShowVersion),
+    },
+    Spec {
+        words: &["SHOW", "SHARDMAP"],
+        args: "",
+        about: "hash ranges, key share and pinned keys per co-location group and shard",
+        build: |a| no_args(a, Command::ShowShardmap),
+    },
+    Spec {
+        words: &["SHOW", "ROUTE"],
+        args: "<table> <key>",
+        about: "where a shard key goes: group, hash, shard, and why (pin or interval)",
+        build: |a| match <[String; 2]>::try_from(a) {
+            Ok([table, key]) => Ok(Command::ShowRoute { table, key }),
+            Err(_) => Err("takes a table name and a key".into()),
+        },
     },
     Spec {
         words: &["RELOAD"],
@@ -274,7 +291,8 @@ mod tests {
     fn every_table_row_parses_to_a_distinct_command() {
         let mut seen = Vec::new();
         for spec in COMMANDS {
-            let c = parse_all(&spec.words.join(" ").to_lowercase())
+            let args = if spec.args.is_empty() { "" } else { " t 1" };
+            let c = parse_all(&(spec.words.join(" ").to_lowercase() + args))
                 .pop()
                 .unwrap()
                 .unwrap();
@@ -308,5 +326,20 @@ mod tests {
         assert_eq!(s[1][0].text, "reload");
         assert_eq!(split_statements("show 'x").unwrap_err().code, "42601");
         assert_eq!(split_statements("show /* x").unwrap_err().code, "42601");
+    }
+
+    #[test]
+    fn show_route_takes_a_table_and_a_key() {
+        assert_eq!(
+            parse_all("show route orders 'a b'"),
+            vec![Ok(Command::ShowRoute {
+                table: "orders".into(),
+                key: "a b".into()
+            })]
+        );
+        let e = parse_all("show route orders").pop().unwrap().unwrap_err();
+        assert_eq!(e.hint.as_deref(), Some("Usage: SHOW ROUTE <table> <key>"));
+        assert!(parse_all("show route a b c").pop().unwrap().is_err());
+        assert_eq!(parse_all("show shardmap"), vec![Ok(Command::ShowShardmap)]);
     }
 }

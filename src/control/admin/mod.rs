@@ -10,11 +10,13 @@
 //!
 //! - [`commands`]: splitting a query string and parsing commands
 //! - [`show`]: the `SHOW` result sets; [`config_view`]: `SHOW CONFIG`
+//! - [`routing`]: `SHOW SHARDMAP`, `SHOW ROUTE`
 //! - [`actions`]: `RELOAD`, `SHUTDOWN`
 
 pub mod actions;
 pub mod commands;
 pub mod config_view;
+pub mod routing;
 pub mod show;
 mod timestamp;
 
@@ -79,6 +81,8 @@ async fn execute(proxy: &Arc<Proxy>, cmd: Command) -> Result<Reply, SqlError> {
         Command::ShowStats => Reply::Rows(show::stats(&rt)),
         Command::ShowConfig => Reply::Rows(config_view::show_config(&rt.config)?),
         Command::ShowVersion => Reply::Rows(show::version()),
+        Command::ShowShardmap => Reply::Rows(routing::shardmap(&rt.map)),
+        Command::ShowRoute { table, key } => Reply::Rows(routing::route(&rt.map, &table, &key)?),
         Command::Reload => return actions::reload(proxy).await,
         Command::Shutdown => actions::shutdown(proxy),
     })

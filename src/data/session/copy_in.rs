@@ -1,7 +1,8 @@
 //! `COPY sharded_table FROM STDIN` across shards: the same COPY is opened on
 //! every shard, the client's data rows are split by shard key (text and CSV),
-//! and the shards' row counts are summed. Outside a transaction the load is
-//! all-or-nothing (two-phase commit).
+//! and the shards' row counts are summed. `COPY reference_table FROM STDIN`
+//! sends every row to every shard and reports one copy's count. Outside a
+//! transaction the load is all-or-nothing (two-phase commit).
 
 use super::fanout::{split_tag, Part};
 use super::{End, Session};
@@ -14,7 +15,12 @@ use bytes::{BufMut, BytesMut};
 const FLUSH_AT: usize = 64 * 1024;
 
 impl Session {
-    pub(super) async fn copy_split(&mut self, query: &[u8], spec: &CopySpec) -> Result<(), End> {
+    /// `spec`: how to split rows by key; `None` copies every row to every shard.
+    pub(super) async fn copy_split(
+        &mut self,
+        query: &[u8],
+        spec: Option<&CopySpec>,
+    ) -> Result<(), End> {
         let shards: Vec<usize> = (0..self.rt.pools.len()).collect();
         let in_tx = self.tx != b'I';
         if in_tx {
@@ -26,17 +32,22 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.error_and_ready(e).await,
         };
-        let columns = if spec.columns.is_empty() {
-            match table_columns(&mut parts[0], &spec.table).await {
-                Ok(c) => c,
-                Err(e) => return self.copy_abandon(parts, in_tx, e).await,
+        let mut splitter = match spec {
+            Some(spec) => {
+                let columns = if spec.columns.is_empty() {
+                    match table_columns(&mut parts[0], &spec.table).await {
+                        Ok(c) => c,
+                        Err(e) => return self.copy_abandon(parts, in_tx, e).await,
+                    }
+                } else {
+                    spec.columns.clone()
+                };
+                match CopySplitter::new(spec, &columns, &self.rt.map) {
+                    Ok(s) => Some(s),
+                    Err(e) => return self.copy_abandon(parts, in_tx, e.into()).await,
+                }
             }
-        } else {
-            spec.columns.clone()
-        };
-        let mut splitter = match CopySplitter::new(spec, &columns, &self.rt.map) {
-            Ok(s) => s,
-            Err(e) => return self.copy_abandon(parts, in_tx, e.into()).await,
+            None => None,
         };
         if !in_tx {
             if let Err(e) = self.begin_all(&mut parts).await {
@@ -88,19 +99,23 @@ impl Session {
             let tag = f.tag;
             if tag == b'd' && failure.is_none() {
                 let body = f.body(&self.creader.buf);
-                let r = splitter.feed(body, &mut |dest, row| route_row(&mut bufs, dest, row));
-                if let Err(e) = r {
-                    failure = Some(e.into());
+                match splitter.as_mut() {
+                    Some(s) => {
+                        let r = s.feed(body, &mut |dest, row| route_row(&mut bufs, dest, row));
+                        if let Err(e) = r {
+                            failure = Some(e.into());
+                        }
+                    }
+                    // Copies: the data as it came, whatever its format.
+                    None => route_row(&mut bufs, CopyDest::All, body),
                 }
             }
             self.creader.skip(f);
             match tag {
                 b'd' => {}
                 b'c' => {
-                    if failure.is_none() {
-                        if let Err(e) =
-                            splitter.finish(&mut |dest, row| route_row(&mut bufs, dest, row))
-                        {
+                    if let (None, Some(s)) = (&failure, splitter.as_mut()) {
+                        if let Err(e) = s.finish(&mut |dest, row| route_row(&mut bufs, dest, row)) {
                             failure = Some(e.into());
                         }
                     }
@@ -160,7 +175,8 @@ impl Session {
             }
             match read_copy_result(p).await {
                 Ok((n, err)) => {
-                    total += n;
+                    // Copies each load the same rows: report one copy's count.
+                    total = if spec.is_some() { total + n } else { n };
                     if let Some(e) = err {
                         error.get_or_insert(e);
                     }

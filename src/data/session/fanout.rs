@@ -21,6 +21,9 @@ pub(super) enum FanMode {
     Read,
     /// Write or DDL: all shards or none (two-phase commit).
     Atomic,
+    /// A write to a reference table: like `Atomic`, but every shard holds a
+    /// copy, so the client gets one copy's rows and count, not their sum.
+    Copies,
     /// VACUUM and friends: each shard on its own, outside a transaction.
     Maintenance,
 }
@@ -42,6 +45,9 @@ pub(super) struct Answer {
     pub error: Option<(BytesMut, String)>,
     /// A COPY TO STDOUT was relayed (one CopyDone is owed at the end).
     pub copy_out: bool,
+    /// The shards hold copies ([`FanMode::Copies`]): only the first shard's
+    /// rows and count reach the client.
+    pub copies: bool,
 }
 
 /// Splits a CommandComplete tag into its verb and count: "INSERT 0 5" → ("INSERT 0", 5).
@@ -111,13 +117,16 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.error_and_ready(e).await,
         };
-        let atomic = mode == FanMode::Atomic && !in_tx;
+        let atomic = matches!(mode, FanMode::Atomic | FanMode::Copies) && !in_tx;
         if atomic {
             if let Err(e) = self.begin_all(&mut parts).await {
                 return self.error_and_ready(e).await;
             }
         }
-        let mut total = Answer::default();
+        let mut total = Answer {
+            copies: mode == FanMode::Copies,
+            ..Answer::default()
+        };
         let lost = self
             .run_on_parts(&mut parts, |_| query.to_vec(), &mut total, None)
             .await;
@@ -236,6 +245,8 @@ impl Session {
     ) -> Result<(), Lost> {
         let started = std::time::Instant::now();
         let pool = p.lease.pool().clone();
+        // A later copy of a reference table: its rows and count repeat the first's.
+        let repeat = total.copies && total.verb.is_some();
         loop {
             let be = p.lease.backend();
             let frame = match peek_frame(&be.reader.buf, be.reader.max) {
@@ -265,11 +276,13 @@ impl Session {
                     self.out.extend_from_slice(bytes);
                     *copy_out = true;
                 }
+                b'D' if repeat => {}
                 b'D' => match sink.as_deref_mut() {
                     Some(rows) => rows.push(BytesMut::from(bytes)),
                     None => self.out.extend_from_slice(bytes),
                 },
                 b'd' | b'N' => self.out.extend_from_slice(bytes),
+                b'C' if repeat => {}
                 b'C' => {
                     let body = frame.body(bytes);
                     let tag = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body))

@@ -22,6 +22,9 @@ pub(super) struct FanHold {
     pub after: bool,
     pub tag: Option<String>,
     pub tail: BytesMut,
+    /// The first shard's CopyDone of a COPY TO STDOUT, held until every
+    /// shard's CopyData has been forwarded.
+    pub copy_done: bool,
 }
 
 impl Session {
@@ -63,7 +66,7 @@ impl Session {
             Ok(p) => p,
             Err(e) => return self.error_and_ready(e).await,
         };
-        let atomic = mode == FanMode::Atomic && !in_tx;
+        let atomic = matches!(mode, FanMode::Atomic | FanMode::Copies) && !in_tx;
         if atomic {
             if let Err(e) = self.begin_all(&mut parts).await {
                 return self.error_and_ready(e).await;
@@ -95,7 +98,10 @@ impl Session {
         let r = self.relay(&mut first.lease, Some(&mut queues[0])).await;
         let hold = self.fan_hold.take().unwrap_or_default();
         parts.insert(0, first);
-        let mut total = Answer::default();
+        let mut total = Answer {
+            copies: mode == FanMode::Copies,
+            ..Answer::default()
+        };
         let first_status = match r {
             Ok(Relayed::Ready(s)) => s,
             Ok(_) | Err(_) => {
@@ -177,6 +183,9 @@ impl Session {
             return self.flush_client().await;
         }
         if !first_failed {
+            if hold.copy_done {
+                messages::empty(&mut self.out, b'c');
+            }
             match (&total.verb, total.count) {
                 (Some(v), Some(n)) => {
                     messages::command_complete(&mut self.out, &format!("{v} {n}"))
@@ -221,8 +230,8 @@ impl Session {
             };
             let bytes = &be.reader.buf[..f.len];
             match f.tag {
-                b'D' if forward => self.out.extend_from_slice(bytes),
-                b'C' => {
+                b'D' | b'd' if forward && !total.copies => self.out.extend_from_slice(bytes),
+                b'C' if !total.copies => {
                     let body = f.body(bytes);
                     let tag = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body))
                         .into_owned();

@@ -173,6 +173,12 @@ impl Session {
                             self.emit_synth(q);
                         }
                         // Part of the reply in progress (ParameterDescription, DataRow, COPY).
+                        // A fanned-out COPY TO: CopyDone waits for the other shards' data.
+                        b'c' if self.fan_hold.as_ref().is_some_and(|h| !h.after) => {
+                            if let Some(h) = self.fan_hold.as_mut() {
+                                h.copy_done = true;
+                            }
+                        }
                         b't' | b'D' | b'd' | b'c' | b'H' | b'G' => {
                             if !swallowing {
                                 swallowing =

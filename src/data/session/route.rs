@@ -20,8 +20,9 @@ pub(super) enum Dispatch {
     Fan { shards: Vec<usize>, mode: FanMode },
     /// A multi-row INSERT whose rows belong to several shards (statement 0 of the plan).
     SplitInsert,
-    /// `COPY … FROM STDIN` into a sharded table: rows split by key.
-    SplitCopy(CopySpec),
+    /// `COPY … FROM STDIN` into a sharded table: rows split by key; `None`:
+    /// into a reference table, every row to every shard.
+    SplitCopy(Option<CopySpec>),
     /// COMMIT or ROLLBACK of a transaction spanning shards.
     EndMulti { commit: bool },
 }
@@ -136,6 +137,18 @@ impl Session {
             | Target::InsertMulti { .. }
             | Target::AllShards(_)
             | Target::CopyIn(_) => {
+                // Resolve the hinted target: a session hint (SET shardproxy.shard_key)
+                // may have turned a fan-out into a keyed route.
+                let hinted;
+                let stmt = if target != stmt.target {
+                    hinted = StmtPlan {
+                        target: target.clone(),
+                        ..stmt.clone()
+                    };
+                    &hinted
+                } else {
+                    stmt
+                };
                 let shards = match resolve_stmt(stmt, params, &self.rt.map)? {
                     Route::Shard(s) => return Ok(Dispatch::One(s)),
                     Route::Any => return Ok(Dispatch::Any),
@@ -147,10 +160,19 @@ impl Session {
                 }
                 Ok(match &target {
                     Target::InsertMulti { .. } => Dispatch::SplitInsert,
-                    Target::CopyIn(spec) => Dispatch::SplitCopy(spec.clone()),
+                    Target::CopyIn(spec) => Dispatch::SplitCopy(Some(spec.clone())),
+                    Target::AllShards(FanOut::ReferenceWrite)
+                        if stmt.kind == StmtKind::CopyFrom =>
+                    {
+                        Dispatch::SplitCopy(None)
+                    }
                     Target::AllShards(FanOut::Maintenance) => Dispatch::Fan {
                         shards,
                         mode: FanMode::Maintenance,
+                    },
+                    Target::AllShards(FanOut::ReferenceWrite) => Dispatch::Fan {
+                        shards,
+                        mode: FanMode::Copies,
                     },
                     Target::AllShards(FanOut::Read) => Dispatch::Fan {
                         shards,

@@ -51,7 +51,7 @@ impl Session {
                 return self.fanout_simple(&msg, &shards, mode).await
             }
             Ok(Dispatch::SplitInsert) => return self.split_insert_simple(&plan.stmts[0]).await,
-            Ok(Dispatch::SplitCopy(spec)) => return self.copy_split(&msg, &spec).await,
+            Ok(Dispatch::SplitCopy(spec)) => return self.copy_split(&msg, spec.as_ref()).await,
             Ok(Dispatch::EndMulti { commit }) => return self.end_multi(commit).await,
             Err(e) => return self.error_and_ready(e).await,
         };
@@ -81,8 +81,9 @@ impl Session {
         self.after_relay(lease, r, true).await
     }
 
-    /// Statements the proxy answers itself: `SET shardproxy.shard = '…'`
-    /// and `RESET shardproxy.shard` (routing hints for this session).
+    /// Statements the proxy answers itself: `SET shardproxy.shard = '…'`,
+    /// `SET shardproxy.shard_key = '…'` and their RESETs (routing hints for
+    /// this session).
     fn session_command(&mut self, sql: &str) -> Option<Result<String, SqlError>> {
         let head = sql.trim_start().as_bytes();
         let maybe = head.len() >= 5
@@ -103,7 +104,11 @@ impl Session {
         }
         let rest = lower.strip_prefix("set ")?.trim_start();
         let rest = rest.strip_prefix("session ").unwrap_or(rest).trim_start();
-        let value = rest.strip_prefix("shardproxy.shard")?.trim_start();
+        let (is_key, value) = match rest.strip_prefix("shardproxy.shard_key") {
+            Some(v) => (true, v),
+            None => (false, rest.strip_prefix("shardproxy.shard")?),
+        };
+        let value = value.trim_start();
         let value = value
             .strip_prefix('=')
             .or_else(|| value.strip_prefix("to "))?
@@ -111,6 +116,10 @@ impl Session {
         // Take the value from the original text to keep its case.
         let original = &t[t.len() - value.len()..];
         let name = original.trim_matches(['\'', '"']);
+        if is_key {
+            self.hint_key = Some(name.to_string());
+            return Some(Ok("SET".into()));
+        }
         Some(self.shard_by_name(name).map(|i| {
             self.hint_shard = Some(i);
             "SET".to_string()

@@ -1,0 +1,143 @@
+//! pgbench through the proxy on three real shards: `pgbench -i` (DDL, COPY
+//! without a column list inside a transaction spanning every shard, VACUUM,
+//! primary keys) must complete with every row on the shard that owns its key,
+//! then pgbench's select-only script (`-M prepared`, 4 clients) must run with
+//! zero failed transactions.
+//! Scale 10 (1,000,000 accounts; `PGBENCH_SCALE` overrides it).
+
+mod common;
+
+use common::routed::*;
+use common::*;
+use shardproxy::control::cluster::LocalCluster;
+use std::process::Command;
+
+const TABLES: &str = "\
+[[tables]]\nname = \"pgbench_accounts\"\nshard_key = \"aid\"\nkey_type = \"integer\"\n\n\
+[[tables]]\nname = \"pgbench_branches\"\nshard_key = \"bid\"\nkey_type = \"integer\"\n\n\
+[[tables]]\nname = \"pgbench_tellers\"\nshard_key = \"tid\"\nkey_type = \"integer\"\n\n\
+[[tables]]\nname = \"pgbench_history\"\nshard_key = \"aid\"\nkey_type = \"integer\"\n";
+
+fn pgbench(r: &Routed, args: &[&str]) -> String {
+    let bin = LocalCluster::bin_dir().unwrap().join("pgbench");
+    let port = r.port.to_string();
+    let out = Command::new(bin)
+        .args(["-h", "127.0.0.1", "-p", &port, "-U", APP_USER])
+        .args(args)
+        .arg("postgres")
+        .env("PGPASSWORD", APP_PW)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pgbench {args:?} failed:\n{text}");
+    text
+}
+
+/// Every key of `table` found on each shard is owned by that shard; returns the total.
+async fn check_placement(
+    r: &Routed,
+    shards: &[tokio_postgres::Client],
+    table: &str,
+    key: &str,
+) -> i64 {
+    let mut total = 0;
+    for (i, c) in shards.iter().enumerate() {
+        let rows = c
+            .query(&format!("select {key}::int8 from {table}"), &[])
+            .await
+            .unwrap();
+        for row in &rows {
+            let k: i64 = row.get(0);
+            assert_eq!(r.shard_of_int(table, k), i, "{table}.{key}={k} on s{i}");
+        }
+        total += rows.len() as i64;
+    }
+    total
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pgbench_init_and_select_only_through_the_proxy() {
+    let scale: i64 = std::env::var("PGBENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let r = Routed::start(3, false, true, TABLES).await;
+    let started = std::time::Instant::now();
+    let init = tokio::task::block_in_place(|| pgbench(&r, &["-i", "-s", &scale.to_string(), "-q"]));
+    eprintln!(
+        "pgbench -i -s {scale} through the proxy: {:?}",
+        started.elapsed()
+    );
+    assert!(init.contains("done"), "{init}");
+
+    let shards = r.shard_clients().await;
+    assert_eq!(
+        check_placement(&r, &shards, "pgbench_accounts", "aid").await,
+        100_000 * scale
+    );
+    assert_eq!(
+        check_placement(&r, &shards, "pgbench_branches", "bid").await,
+        scale
+    );
+    assert_eq!(
+        check_placement(&r, &shards, "pgbench_tellers", "tid").await,
+        10 * scale
+    );
+    let per_shard = counts_per_shard(&shards, "pgbench_accounts").await;
+    assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
+    // Primary keys were created on every shard.
+    for c in &shards {
+        let n: i64 = c
+            .query_one(
+                "select count(*) from pg_indexes where indexname = 'pgbench_accounts_pkey'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1);
+    }
+
+    // The built-in -S script reads the scale with `select count(*) from
+    // pgbench_branches`, an aggregate the proxy does not merge across shards
+    // yet (each shard answers its own count); so the same select-only script
+    // runs as a file, with the scale given.
+    let dir = temp_dir();
+    let script = dir.path().join("select_only.sql");
+    std::fs::write(
+        &script,
+        format!(
+            "\\set aid random(1, {})\nSELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n",
+            100_000 * scale
+        ),
+    )
+    .unwrap();
+    let script = script.to_str().unwrap().to_string();
+    let run = tokio::task::block_in_place(|| {
+        pgbench(
+            &r,
+            &[
+                "-n", "-f", &script, "-M", "prepared", "-c", "4", "-j", "2", "-T", "5",
+            ],
+        )
+    });
+    eprintln!("{run}");
+    let processed = run
+        .lines()
+        .find_map(|l| l.strip_prefix("number of transactions actually processed: "))
+        .and_then(|v| v.split('/').next())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("no transaction count in:\n{run}"));
+    assert!(processed > 100, "{run}");
+    let failed = run
+        .lines()
+        .find_map(|l| l.strip_prefix("number of failed transactions: "))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    assert_eq!(failed, 0, "{run}");
+}
