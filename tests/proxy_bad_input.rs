@@ -356,6 +356,39 @@ async fn vanish_body() {
     witness.batch_execute("SELECT 1").await.unwrap();
     assert_eq!(count().await, 0, "a pipeline without Sync was committed");
 
+    // A pipeline that failed (the backend now skips to Sync) and is then
+    // abandoned: the backend is reset and back in the pool at once (within
+    // wait_pool_idle's 5 s, far below the 10 s cleanup limit), nothing committed.
+    let mut r = Raw::login(p.addr).await;
+    r.send(
+        &[
+            parse_msg("", "INSERT INTO v VALUES (4)", &[]),
+            bind_msg("", "", &[], &[], &[]),
+            execute_msg("", 0),
+            parse_msg("", "SELECT nosuchcolumn FROM v", &[]),
+            msg(b'H', b""),
+        ]
+        .concat(),
+    )
+    .await;
+    for want in [b'1', b'2', b'C', b'E'] {
+        assert_eq!(r.recv().await.unwrap().0, want);
+    }
+    let t = Instant::now();
+    drop(r);
+    p.wait_pool_idle(0).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "reset took {:?}",
+        t.elapsed()
+    );
+    still_works(&witness, 4).await;
+    assert_eq!(
+        count().await,
+        0,
+        "a failed pipeline without Sync was committed"
+    );
+
     // A client gone in the middle of COPY FROM STDIN.
     let mut r = Raw::login(p.addr).await;
     r.send(&msg(b'Q', &cstr("COPY v FROM STDIN"))).await;

@@ -264,12 +264,21 @@ impl Backend {
         }
     }
 
-    /// Brings a backend a client left in any state back to idle: a Sync
-    /// (ends an extended-protocol pipeline, including one skipping to Sync
-    /// after an error) and a ROLLBACK (ends any transaction). True when the
+    /// Brings a backend a client left in any state back to idle, never
+    /// committing what the client did not: a Bind of a statement that cannot
+    /// exist raises an error (aborting an open pipeline's implicit
+    /// transaction; skipped if the pipeline already failed), Sync ends the
+    /// pipeline, and ROLLBACK ends an explicit transaction. True when the
     /// backend then reports idle.
     pub async fn reset(&mut self) -> std::io::Result<bool> {
         let mut out = BytesMut::new();
+        // Bind: portal "", the statement name, no formats, params or results.
+        let name: &[u8] = b"shardproxy_reset_no_such_statement\0";
+        out.extend_from_slice(&[b'B']);
+        out.extend_from_slice(&((4 + 1 + name.len() + 6) as i32).to_be_bytes());
+        out.extend_from_slice(&[0]);
+        out.extend_from_slice(name);
+        out.extend_from_slice(&[0; 6]);
         messages::sync(&mut out);
         messages::query(&mut out, "ROLLBACK");
         self.send(&out).await?;
