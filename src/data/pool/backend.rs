@@ -274,7 +274,7 @@ impl Backend {
         let mut out = BytesMut::new();
         // Bind: portal "", the statement name, no formats, params or results.
         let name: &[u8] = b"shardproxy_reset_no_such_statement\0";
-        out.extend_from_slice(&[b'B']);
+        out.extend_from_slice(b"B");
         out.extend_from_slice(&((4 + 1 + name.len() + 6) as i32).to_be_bytes());
         out.extend_from_slice(&[0]);
         out.extend_from_slice(name);
