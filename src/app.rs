@@ -44,13 +44,43 @@ pub async fn bind(config: Config) -> Result<Bound, String> {
 }
 
 /// `shardproxy serve`: runs until SIGTERM/SIGINT and the drain finish.
+/// The calling thread's runtime is the first worker; `proxy.workers - 1`
+/// more threads each run a single-threaded runtime accepting on the same
+/// listening socket.
 pub async fn serve(config: Config) -> Result<(), String> {
+    let workers = config.proxy.workers.max(1);
     let b = bind(config).await?;
     listener::install_signal_handlers(b.proxy.clone()).map_err(|e| e.to_string())?;
-    tracing::info!("shardproxy listening on {}", b.addr);
-    listener::serve(b.proxy, b.listener)
+    tracing::info!("shardproxy listening on {} ({workers} workers)", b.addr);
+    let shared = b.listener.into_std().map_err(|e| e.to_string())?;
+    let mut threads = Vec::new();
+    for i in 1..workers {
+        let socket = shared.try_clone().map_err(|e| e.to_string())?;
+        let proxy = b.proxy.clone();
+        let t = std::thread::Builder::new()
+            .name(format!("shardproxy-worker-{i}"))
+            .spawn(move || -> Result<(), String> {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                rt.block_on(async move {
+                    let l = TcpListener::from_std(socket).map_err(|e| e.to_string())?;
+                    listener::serve(proxy, l).await.map_err(|e| e.to_string())
+                })
+            })
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+        threads.push(t);
+    }
+    let main = TcpListener::from_std(shared).map_err(|e| e.to_string())?;
+    let r = listener::serve(b.proxy, main)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    for t in threads {
+        t.join()
+            .map_err(|_| "a worker thread panicked".to_string())??;
+    }
+    r
 }
 
 /// `shardproxy check`: everything `serve` would build from the config

@@ -57,6 +57,10 @@ pub struct ProxyConfig {
     pub max_message_bytes: usize,
     /// Allow transactions spanning shards via two-phase commit.
     pub two_phase_commit: bool,
+    /// Event-loop threads serving clients. Each is single-threaded (no task
+    /// migration, no cross-thread wakeups on the hot path, as pgbouncer's
+    /// process); several accept on the same listener and share the pools.
+    pub workers: usize,
 }
 
 impl Default for ProxyConfig {
@@ -71,6 +75,7 @@ impl Default for ProxyConfig {
             tls_key: None,
             max_message_bytes: 64 << 20,
             two_phase_commit: false,
+            workers: 1,
         }
     }
 }
@@ -246,6 +251,12 @@ impl Config {
         }
         if self.proxy.tls_cert.is_some() != self.proxy.tls_key.is_some() {
             return Err("proxy.tls_cert and proxy.tls_key must be set together".into());
+        }
+        if !(1..=256).contains(&self.proxy.workers) {
+            return Err(format!(
+                "proxy.workers: {} is not between 1 and 256",
+                self.proxy.workers
+            ));
         }
         if self.proxy.max_clients == 0 {
             return Err("proxy.max_clients: must be at least 1".into());

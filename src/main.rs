@@ -95,14 +95,9 @@ fn main() -> ExitCode {
 }
 
 fn run_async<F: std::future::Future<Output = Result<(), String>>>(f: F) -> Result<(), String> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = std::env::var("SHARDPROXY_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-    {
-        builder.worker_threads(n);
-    }
-    builder
+    // The main thread is the first worker: a single-threaded runtime (see
+    // `proxy.workers` and `app::serve` for more).
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?
