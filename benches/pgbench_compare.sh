@@ -10,7 +10,7 @@
 #   ROUNDS=2      rounds per mode (round 2 runs the targets in reverse order)
 #   SHARDS=4      shard clusters in the sharded part (2 on a small machine)
 #   IDLE=1000     idle clients in the memory part
-#   PARTS="compare sharded idle"   which parts to run
+#   PARTS="compare sharded idle overhead"   which parts to run
 #
 # Runs as root on a Debian-like machine with Postgres 15 (initdb, pg_ctl,
 # pgbench): clusters and pgbouncer run as the `postgres` user. Everything
@@ -23,7 +23,8 @@ DURATION=${DURATION:-15}
 ROUNDS=${ROUNDS:-2}
 SHARDS=${SHARDS:-4}
 IDLE=${IDLE:-1000}
-PARTS=${PARTS:-"compare sharded idle"}
+PARTS=${PARTS:-"compare sharded idle overhead"}
+declare -A LAT
 CLIENTS=16
 THREADS=2
 SCALE=10
@@ -329,6 +330,79 @@ if [[ " $PARTS " == *" sharded "* ]]; then
 fi
 
 # ---------------------------------------------------------------------------
+if [[ " $PARTS " == *" overhead "* ]]; then
+    # Routing overhead without the cost of more Postgres: the "shards" are 4
+    # databases of ONE cluster, with 4 backends each (16 in all, as the
+    # 1-shard setup's pool of 16). Same data, same Postgres work per query;
+    # what differs is the proxy routing each key to one of 4 pools.
+    # Then the latency one hop adds: 1 client, direct vs through the proxy.
+    echo
+    echo "== routing overhead: 4 shards as 4 databases of one cluster vs 1 shard (load $(load))"
+    OPORT=$(free_port)
+    start_cluster overhead "$OPORT"
+    for i in 0 1 2 3; do
+        psql -q -h 127.0.0.1 -p "$OPORT" -U postgres -d postgres -c "CREATE DATABASE bench_s$i" >/dev/null
+    done
+    overhead_config() {
+        local file=$1 port=$2 pool=$3
+        shift 3
+        proxy_config "$file" "$port" true
+        sed -i "s/^size = 16$/size = $pool/" "$file"
+        local i=0
+        for db in "$@"; do
+            printf '\n[[shards]]\nname = "s%d"\nurl = "postgres://postgres@127.0.0.1:%d/%s"\n' "$i" "$OPORT" "$db" >>"$file"
+            i=$((i + 1))
+        done
+    }
+    declare -A OTPS
+    for setup in one four; do
+        port=$(free_port)
+        if [ $setup = one ]; then
+            overhead_config "$WORK/overhead-$setup.toml" "$port" 16 bench
+        else
+            overhead_config "$WORK/overhead-$setup.toml" "$port" 4 bench_s0 bench_s1 bench_s2 bench_s3
+        fi
+        start_proxy "$WORK/overhead-$setup.toml" "$port"
+        pgbench -i -s $SCALE -q -h 127.0.0.1 -p "$port" -U postgres bench >"$WORK/overhead-init-$setup.log" 2>&1 || {
+            echo "pgbench -i through the proxy failed ($setup):" >&2
+            cat "$WORK/overhead-init-$setup.log" >&2
+            exit 1
+        }
+        warm "$port" -f "$SELECT_ONLY"
+        for mode in simple prepared; do
+            for r in $(seq "$ROUNDS"); do
+                res=$(run_pgbench "overhead.$setup.$mode.r$r" "$port" -f "$SELECT_ONLY" -M $mode)
+                read -r tps avg p99 <<<"$res"
+                echo "   round $r  $setup  $mode: tps $tps, avg ${avg} ms, p99 ${p99} ms (load $(load))"
+                OTPS[$setup.$mode]=$(awk -v a="${OTPS[$setup.$mode]:-0}" -v b="$tps" 'BEGIN {print a + b}')
+            done
+        done
+        if [ $setup = one ]; then
+            # One hop's latency: a single client, direct vs through the proxy.
+            for target in direct proxy; do
+                tport=$port
+                [ $target = direct ] && tport=$OPORT
+                res=$(CLIENTS=1 THREADS=1 run_pgbench "latency.$target" "$tport" -f "$SELECT_ONLY" -M prepared)
+                read -r tps avg p99 <<<"$res"
+                echo "   1 client, $target: tps $tps, avg ${avg} ms, p99 ${p99} ms"
+                LAT[$target]="$avg $p99"
+            done
+        fi
+        stop_pid "$PROXY_PID"
+    done
+    echo
+    echo "select-only (-f) -c $CLIENTS -j $THREADS -T $DURATION, mean of $ROUNDS rounds, one cluster"
+    for mode in simple prepared; do
+        one=$(awk -v s="${OTPS[one.$mode]}" -v n="$ROUNDS" 'BEGIN {printf "%.0f", s / n}')
+        four=$(awk -v s="${OTPS[four.$mode]}" -v n="$ROUNDS" 'BEGIN {printf "%.0f", s / n}')
+        echo "   $mode: 1 shard $one tps, 4 shards $four tps, ratio $(awk -v a="$four" -v b="$one" 'BEGIN {printf "%.2f", a / b}')"
+    done
+    read -r davg dp99 <<<"${LAT[direct]}"
+    read -r pavg pp99 <<<"${LAT[proxy]}"
+    echo "   one hop, 1 client (-M prepared): avg +$(awk -v a="$pavg" -v b="$davg" 'BEGIN {printf "%.0f", (a - b) * 1000}') us, p99 +$(awk -v a="$pp99" -v b="$dp99" 'BEGIN {printf "%.0f", (a - b) * 1000}') us"
+    echo "load average after the overhead part: $(load)"
+fi
+
 if [[ " $PARTS " == *" idle "* ]]; then
     echo
     ulimit -n $((IDLE * 4 + 1024))

@@ -20,7 +20,7 @@
 //! This is control-path code, so it uses tokio-postgres (one short-lived
 //! connection per shard per round) rather than the data path's backend pools.
 
-use crate::data::session::twophase::{gid_coordinator, GID_PREFIX};
+use crate::data::session::twophase::{gid_coordinator, txid_of, GID_PREFIX};
 use crate::runtime::{Proxy, Runtime};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
@@ -112,11 +112,12 @@ pub async fn recover(rt: &Runtime, min_age: Duration) -> RecoveryReport {
     }
     let all_listed = report.unreachable.is_empty();
 
-    // Every gid prepared somewhere; a candidate only if old wherever it is.
+    // Every transaction prepared somewhere (its participants' gids differ,
+    // see `participant_gid`); a candidate only if old wherever it is.
     let mut gids: BTreeMap<String, bool> = BTreeMap::new();
     for st in &shards {
         for (gid, old) in &st.prepared {
-            let e = gids.entry(gid.clone()).or_insert(true);
+            let e = gids.entry(txid_of(gid)).or_insert(true);
             *e &= *old;
         }
     }
@@ -162,7 +163,8 @@ async fn resolve(
             format!("its coordinator shard \"{coord_name}\" is unreachable"),
         );
     };
-    let decision = if coord.prepared.contains_key(gid) {
+    let mine = |g: &&String| txid_of(g) == gid;
+    let decision = if coord.prepared.keys().any(|g| mine(&g)) {
         Decision::Rollback
     } else {
         match logged(coord_client, gid).await {
@@ -180,7 +182,6 @@ async fn resolve(
         Decision::Commit => "COMMIT PREPARED",
         Decision::Rollback => "ROLLBACK PREPARED",
     };
-    let sql = format!("{verb} {}", quote_literal(gid));
     // The coordinator first: once its rollback is done the outcome is final
     // (a commit decision is already final through the log row).
     let order = std::iter::once(ci).chain((0..shards.len()).filter(|&i| i != ci));
@@ -188,12 +189,13 @@ async fn resolve(
     for i in order {
         let st = &shards[i];
         let Some(client) = &st.client else { continue };
-        if !st.prepared.contains_key(gid) {
+        let Some(pgid) = st.prepared.keys().find(mine) else {
             continue;
-        }
+        };
+        let sql = format!("{verb} {}", quote_literal(pgid));
         match run(client, &sql).await {
             Ok(()) => {
-                tracing::info!("2PC recovery: {verb} {gid} on shard {}", st.name);
+                tracing::info!("2PC recovery: {verb} {pgid} on shard {}", st.name);
                 let done = (gid.to_string(), st.name.clone());
                 match decision {
                     Decision::Commit => report.committed.push(done),

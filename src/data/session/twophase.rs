@@ -28,7 +28,8 @@ pub const COMMIT_LOG_DDL: &str = "CREATE SCHEMA IF NOT EXISTS shardproxy; \
 /// Prefix of every prepared-transaction id the proxy creates.
 pub const GID_PREFIX: &str = "shardproxy:";
 
-/// A new global transaction id: `shardproxy:<instance>-<seq>:<coordinator>`.
+/// A new transaction id: `shardproxy:<instance>-<seq>:<coordinator>`. It is
+/// what the coordinator's commit log records.
 pub fn new_gid(coordinator: &str) -> String {
     static INSTANCE: OnceLock<u64> = OnceLock::new();
     static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -37,7 +38,32 @@ pub fn new_gid(coordinator: &str) -> String {
     format!("{GID_PREFIX}{instance:016x}-{seq}:{coordinator}")
 }
 
-/// The coordinator shard named in a gid.
+/// The prepared-transaction id of participant `k` of transaction `txid`:
+/// `shardproxy:<instance>-<seq>#<k>:<coordinator>`. Postgres gids are unique
+/// per cluster, and two shards may be databases of one cluster, so every
+/// participant needs its own.
+pub fn participant_gid(txid: &str, k: usize) -> String {
+    match txid
+        .strip_prefix(GID_PREFIX)
+        .and_then(|r| r.split_once(':'))
+    {
+        Some((id, coord)) => format!("{GID_PREFIX}{id}#{k}:{coord}"),
+        None => format!("{txid}#{k}"),
+    }
+}
+
+/// The transaction id a participant's gid belongs to (see [`participant_gid`]).
+pub fn txid_of(gid: &str) -> String {
+    match gid.strip_prefix(GID_PREFIX).and_then(|r| r.split_once(':')) {
+        Some((id, coord)) => {
+            let id = id.split_once('#').map(|(i, _)| i).unwrap_or(id);
+            format!("{GID_PREFIX}{id}:{coord}")
+        }
+        None => gid.to_string(),
+    }
+}
+
+/// The coordinator shard named in a gid (or transaction id).
 pub fn gid_coordinator(gid: &str) -> Option<&str> {
     gid.strip_prefix(GID_PREFIX)?
         .split_once(':')
@@ -84,7 +110,6 @@ impl Session {
         }
         let coordinator = parts[0].lease.pool().name.clone();
         let gid = new_gid(&coordinator);
-        let prepare = format!("PREPARE TRANSACTION {}", quote_literal(&gid));
         // Phase 1: the coordinator records the decision inside its own transaction.
         let log = format!(
             "INSERT INTO {COMMIT_LOG} (gid) VALUES ({})",
@@ -92,6 +117,10 @@ impl Session {
         );
         for (i, p) in parts.iter_mut().enumerate() {
             let name = p.lease.pool().name.clone();
+            let prepare = format!(
+                "PREPARE TRANSACTION {}",
+                quote_literal(&participant_gid(&gid, i))
+            );
             let be = p.lease.backend();
             let r = if i == 0 {
                 match be.execute_silently(&log).await {
@@ -114,9 +143,12 @@ impl Session {
             }
         }
         // Phase 2: the coordinator's commit is the commit point.
-        let commit = format!("COMMIT PREPARED {}", quote_literal(&gid));
         for (i, p) in parts.iter_mut().enumerate() {
             let name = p.lease.pool().name.clone();
+            let commit = format!(
+                "COMMIT PREPARED {}",
+                quote_literal(&participant_gid(&gid, i))
+            );
             match p.lease.backend().execute_silently(&commit).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) if i == 0 => {
@@ -148,14 +180,16 @@ impl Session {
 
     /// Rolls back parts `0..prepared` (prepared) and the rest (open).
     async fn abort_prepared(&mut self, parts: &mut [Part], prepared: usize, gid: &str) {
-        let rollback = format!("ROLLBACK PREPARED {}", quote_literal(gid));
         for (i, p) in parts.iter_mut().enumerate() {
             let sql = if i < prepared {
-                rollback.as_str()
+                format!(
+                    "ROLLBACK PREPARED {}",
+                    quote_literal(&participant_gid(gid, i))
+                )
             } else {
-                "ROLLBACK"
+                "ROLLBACK".to_string()
             };
-            let _ = p.lease.backend().execute_silently(sql).await;
+            let _ = p.lease.backend().execute_silently(&sql).await;
         }
     }
 
@@ -236,6 +270,11 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(gid_coordinator(&a), Some("shard-0"));
         assert_eq!(gid_coordinator("other:1:x"), None);
+        let p = participant_gid(&a, 3);
+        assert_ne!(p, participant_gid(&a, 0));
+        assert_eq!(gid_coordinator(&p), Some("shard-0"));
+        assert_eq!(txid_of(&p), a);
+        assert_eq!(txid_of(&a), a);
         assert_eq!(quote_literal("a'b"), "'a''b'");
     }
 }
