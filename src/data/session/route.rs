@@ -223,6 +223,14 @@ impl Session {
 /// construct that needs a cross-shard merge the proxy does not do is refused
 /// (a wrong answer is worse than none, DESIGN.md "Cross-shard merge").
 fn read_fan(stmt: &StmtPlan, shards: Vec<usize>) -> Result<Dispatch, SqlError> {
+    if let Some(kinds) = stmt.merge.as_ref().and_then(|m| m.simple_aggs.as_ref()) {
+        // The planner sets simple_aggs only without GROUP BY, HAVING,
+        // DISTINCT, ORDER BY, LIMIT and OFFSET.
+        return Ok(Dispatch::Fan {
+            shards,
+            mode: FanMode::Aggregate(kinds.as_slice().into()),
+        });
+    }
     match stmt.merge.as_ref().and_then(unmerged_construct) {
         None => Ok(Dispatch::Fan {
             shards,
