@@ -66,6 +66,11 @@ async fn unmergeable_fan_out_reads_are_refused() {
         assert!(db.message().contains(what), "{sql}: {db:?}");
         assert!(db.hint().is_some_and(|h| h.contains("shard key")), "{db:?}");
     }
+    // SELECT … FOR UPDATE over two keys runs as a write, still concatenated.
+    let sql = format!("select id from t where id in ({a}, {b}) order by id for update");
+    let (code, msg) = sql_error(&p, &sql).await;
+    assert_eq!(code, "0A000", "{sql}: {msg}");
+    assert!(msg.contains("ORDER BY"), "{msg}");
     // With a parameter for LIMIT too.
     let e = p
         .query("select id from t limit $1", &[&3i64])

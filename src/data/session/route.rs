@@ -177,10 +177,20 @@ impl Session {
                     },
                     Target::AllShards(FanOut::Read) => read_fan(stmt, shards)?,
                     Target::Keyed { .. } if stmt.read_only => read_fan(stmt, shards)?,
-                    _ => Dispatch::Fan {
-                        shards,
-                        mode: FanMode::Atomic,
-                    },
+                    _ => {
+                        // SELECT … FOR UPDATE and SELECTs with data-modifying
+                        // CTEs run in a transaction on every shard, but their
+                        // rows are still concatenated.
+                        if stmt.kind == StmtKind::Select {
+                            if let Some(what) = stmt.merge.as_ref().and_then(unmerged_construct) {
+                                return Err(unmerged_error(what));
+                            }
+                        }
+                        Dispatch::Fan {
+                            shards,
+                            mode: FanMode::Atomic,
+                        }
+                    }
                 })
             }
         }
@@ -236,12 +246,16 @@ fn read_fan(stmt: &StmtPlan, shards: Vec<usize>) -> Result<Dispatch, SqlError> {
             shards,
             mode: FanMode::Read,
         }),
-        Some(what) => Err(SqlError::new(
-            sqlstate::FEATURE_NOT_SUPPORTED,
-            format!("{what} across shards is not supported yet: this query reads every shard (no shard key in WHERE)"),
-        )
-        .with_hint("Add the shard key to WHERE (or a /* shard_key=… */ hint) to run it on one shard; cross-shard merging is planned.")),
+        Some(what) => Err(unmerged_error(what)),
     }
+}
+
+fn unmerged_error(what: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        format!("{what} across shards is not supported yet: this query reads every shard (no shard key in WHERE)"),
+    )
+    .with_hint("Add the shard key to WHERE (or a /* shard_key=… */ hint) to run it on one shard; cross-shard merging is planned.")
 }
 
 /// The first top-level construct of a read whose per-shard results cannot
