@@ -372,3 +372,61 @@ fn describe_before_execute(wire: &mut BytesMut, queue: &mut VecDeque<Expect>) {
         },
     );
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+
+    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut b = vec![tag];
+        b.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        b.extend_from_slice(body);
+        b
+    }
+
+    fn reply(swallow: bool) -> Expect {
+        Expect::Reply {
+            swallow,
+            parsed: None,
+        }
+    }
+
+    #[test]
+    fn describe_goes_right_before_execute_with_its_reply_swallowed() {
+        // Injected Parse (swallowed), Bind, Execute of portal "p1", Sync;
+        // a synthesized ParseComplete first.
+        let mut wire = BytesMut::new();
+        wire.put_slice(&frame(b'P', b"sp1\0select count(*) from t\0\0\0"));
+        wire.put_slice(&frame(b'B', b"p1\0sp1\0\0\0\0\0\0\0"));
+        wire.put_slice(&frame(b'E', b"p1\0\0\0\0\0"));
+        wire.put_slice(&frame(b'S', b""));
+        let mut queue = VecDeque::from(vec![
+            Expect::Synth(BytesMut::from(&b"1\0\0\0\x04"[..])),
+            reply(true),
+            reply(false),
+            reply(false),
+            Expect::Sync,
+        ]);
+        describe_before_execute(&mut wire, &mut queue);
+        let tags: Vec<(u8, Vec<u8>)> = super::super::extended::frames(&wire)
+            .map(|(t, b)| (t, b.to_vec()))
+            .collect();
+        let order: Vec<u8> = tags.iter().map(|(t, _)| *t).collect();
+        assert_eq!(order, b"PBDES".to_vec());
+        assert_eq!(tags[2].1, b"Pp1\0".to_vec());
+        let shape: Vec<&str> = queue
+            .iter()
+            .map(|e| match e {
+                Expect::Synth(_) => "synth",
+                Expect::Reply { swallow: true, .. } => "swallow",
+                Expect::Reply { swallow: false, .. } => "reply",
+                Expect::Sync => "sync",
+            })
+            .collect();
+        assert_eq!(
+            shape,
+            ["synth", "swallow", "reply", "swallow", "reply", "sync"]
+        );
+    }
+}
