@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod merge;
 pub mod planner;
 pub mod pool;
 pub mod router;

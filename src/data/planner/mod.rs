@@ -34,6 +34,7 @@ mod plan;
 mod resolve;
 mod scope;
 mod session_state;
+mod simple_agg;
 mod unparsed;
 mod walk;
 
@@ -51,8 +52,8 @@ pub use copy_split::{CopyDest, CopySplitter};
 pub use hints::extract_hint;
 pub use insert_split::{split_insert, InsertPart};
 pub use plan::{
-    CopyFormat, CopySpec, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind, StmtPlan,
-    Target,
+    AggKind, CopyFormat, CopySpec, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
+    StmtPlan, Target,
 };
 pub use resolve::{key_value, resolve, resolve_stmt, Params, Route, RouteError};
 

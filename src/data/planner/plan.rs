@@ -311,6 +311,23 @@ pub struct MergeSpec {
     /// The shard key type of the group (lets a key hint turn a fan-out into
     /// a keyed route).
     pub key_type: Option<KeyType>,
+    /// Set when the top-level SELECT has no GROUP BY, HAVING, DISTINCT,
+    /// ORDER BY, LIMIT or OFFSET and every select item is exactly one plain
+    /// `count(*)`, `count(e)`, `sum(e)`, `min(e)` or `max(e)` (optionally
+    /// aliased): each shard answers one row, and the merge combines them
+    /// column by column.
+    pub simple_aggs: Option<Vec<AggKind>>,
+}
+
+/// An aggregate whose per-shard results combine into the global one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AggKind {
+    /// count(*) or count(e): the sum of the shards' counts.
+    Count,
+    /// sum(e): the sum of the shards' non-NULL sums.
+    Sum,
+    Min,
+    Max,
 }
 
 /// One top-level ORDER BY item.

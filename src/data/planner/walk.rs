@@ -181,6 +181,9 @@ impl Analyzer<'_> {
             if let Some(f) = &q.fetch {
                 self.merge.limit = f.quantity.as_ref().and_then(key_source);
             }
+            if q.order_by.is_some() || limited {
+                self.merge.simple_aggs = None;
+            }
         } else if limited {
             ex.row_local = false;
             let sharded = self.occs.len() > start_occ;
@@ -383,6 +386,7 @@ impl Analyzer<'_> {
             self.merge.group_by = grouped;
             self.merge.having = s.having.is_some();
             self.merge.distinct |= distinct;
+            self.merge.simple_aggs = super::simple_agg::simple_aggs(s);
             if sharded && self.merge.unsupported.is_none() {
                 if scope.windows {
                     self.merge.unsupported = Some("window functions across shards".into());

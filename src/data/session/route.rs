@@ -6,7 +6,8 @@ use super::Session;
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::SqlError;
 use crate::data::planner::{
-    resolve_stmt, CopySpec, FanOut, Hint, Params, Plan, Route, StmtKind, StmtPlan, Target,
+    resolve_stmt, CopySpec, FanOut, Hint, MergeSpec, Params, Plan, Route, StmtKind, StmtPlan,
+    Target,
 };
 
 /// What the session does with a statement.
@@ -174,18 +175,22 @@ impl Session {
                         shards,
                         mode: FanMode::Copies,
                     },
-                    Target::AllShards(FanOut::Read) => Dispatch::Fan {
-                        shards,
-                        mode: FanMode::Read,
-                    },
-                    Target::Keyed { .. } if stmt.read_only => Dispatch::Fan {
-                        shards,
-                        mode: FanMode::Read,
-                    },
-                    _ => Dispatch::Fan {
-                        shards,
-                        mode: FanMode::Atomic,
-                    },
+                    Target::AllShards(FanOut::Read) => read_fan(stmt, shards)?,
+                    Target::Keyed { .. } if stmt.read_only => read_fan(stmt, shards)?,
+                    _ => {
+                        // SELECT … FOR UPDATE and SELECTs with data-modifying
+                        // CTEs run in a transaction on every shard, but their
+                        // rows are still concatenated.
+                        if stmt.kind == StmtKind::Select {
+                            if let Some(what) = stmt.merge.as_ref().and_then(unmerged_construct) {
+                                return Err(unmerged_error(what));
+                            }
+                        }
+                        Dispatch::Fan {
+                            shards,
+                            mode: FanMode::Atomic,
+                        }
+                    }
                 })
             }
         }
@@ -220,5 +225,87 @@ impl Session {
                         .join(", ")
                 ))
             })
+    }
+}
+
+/// A read that runs on several shards. Results are concatenated shard after
+/// shard, which is only the right answer for a plain SELECT: a top-level
+/// construct that needs a cross-shard merge the proxy does not do is refused
+/// (a wrong answer is worse than none, DESIGN.md "Cross-shard merge").
+fn read_fan(stmt: &StmtPlan, shards: Vec<usize>) -> Result<Dispatch, SqlError> {
+    if let Some(kinds) = stmt.merge.as_ref().and_then(|m| m.simple_aggs.as_ref()) {
+        // The planner sets simple_aggs only without GROUP BY, HAVING,
+        // DISTINCT, ORDER BY, LIMIT and OFFSET.
+        return Ok(Dispatch::Fan {
+            shards,
+            mode: FanMode::Aggregate(kinds.as_slice().into()),
+        });
+    }
+    match stmt.merge.as_ref().and_then(unmerged_construct) {
+        None => Ok(Dispatch::Fan {
+            shards,
+            mode: FanMode::Read,
+        }),
+        Some(what) => Err(unmerged_error(what)),
+    }
+}
+
+fn unmerged_error(what: &str) -> SqlError {
+    SqlError::new(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        format!("{what} across shards is not supported yet: this query reads every shard (no shard key in WHERE)"),
+    )
+    .with_hint("Add the shard key to WHERE (or a /* shard_key=… */ hint) to run it on one shard; cross-shard merging is planned.")
+}
+
+/// The first top-level construct of a read whose per-shard results cannot
+/// simply be concatenated.
+pub(super) fn unmerged_construct(m: &MergeSpec) -> Option<&'static str> {
+    if m.group_by {
+        Some("GROUP BY")
+    } else if m.having {
+        Some("HAVING")
+    } else if m.aggregates {
+        Some("an aggregate function")
+    } else if m.distinct {
+        Some("DISTINCT (or UNION)")
+    } else if !m.order_by.is_empty() {
+        Some("ORDER BY")
+    } else if m.limit.is_some() {
+        Some("LIMIT")
+    } else if m.offset.is_some() {
+        Some("OFFSET")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::planner::{KeySource, OrderKey};
+
+    #[test]
+    fn names_the_first_unmerged_construct() {
+        let mut m = MergeSpec::default();
+        assert_eq!(unmerged_construct(&m), None);
+        m.offset = Some(KeySource::Literal("5".into()));
+        assert_eq!(unmerged_construct(&m), Some("OFFSET"));
+        m.limit = Some(KeySource::Param(1));
+        assert_eq!(unmerged_construct(&m), Some("LIMIT"));
+        m.order_by.push(OrderKey {
+            expr: "id".into(),
+            desc: false,
+            nulls_first: false,
+        });
+        assert_eq!(unmerged_construct(&m), Some("ORDER BY"));
+        m.distinct = true;
+        assert_eq!(unmerged_construct(&m), Some("DISTINCT (or UNION)"));
+        m.aggregates = true;
+        assert_eq!(unmerged_construct(&m), Some("an aggregate function"));
+        m.having = true;
+        assert_eq!(unmerged_construct(&m), Some("HAVING"));
+        m.group_by = true;
+        assert_eq!(unmerged_construct(&m), Some("GROUP BY"));
     }
 }

@@ -472,3 +472,47 @@ fn select_into_creates_a_table() {
     assert_eq!(p.target, Target::AnyShard);
     assert_eq!(p.session_state, Some("SELECT INTO TEMP"));
 }
+
+#[test]
+fn simple_aggregates_are_recognized() {
+    use AggKind::*;
+    let aggs = |sql: &str| plan1(sql).merge.unwrap().simple_aggs;
+    assert_eq!(aggs("SELECT count(*) FROM orders"), Some(vec![Count]));
+    assert_eq!(
+        aggs(
+            "select COUNT(status) AS n, sum(total) s, min(id), max(created_at) \
+             from orders where total > 3"
+        ),
+        Some(vec![Count, Sum, Min, Max])
+    );
+    assert_eq!(
+        aggs("SELECT count(*) FROM orders WHERE customer_id IN (1, 2)"),
+        Some(vec![Count])
+    );
+    for sql in [
+        "SELECT id FROM orders",
+        "SELECT count(*) + 1 FROM orders",
+        "SELECT count(*), id FROM orders",
+        "SELECT avg(total) FROM orders",
+        "SELECT count(DISTINCT customer_id) FROM orders",
+        "SELECT count(*) FILTER (WHERE total > 1) FROM orders",
+        "SELECT pg_catalog.count(*) FROM orders",
+        "SELECT sum(*) FROM orders",
+        "SELECT count(*) FROM orders GROUP BY status",
+        "SELECT count(*) FROM orders HAVING count(*) > 1",
+        "SELECT DISTINCT count(*) FROM orders",
+        "SELECT count(*) FROM orders ORDER BY 1",
+        "SELECT count(*) FROM orders LIMIT 1",
+        "SELECT count(*) FROM orders OFFSET 1",
+        "SELECT count(*) FROM orders FETCH FIRST 1 ROWS ONLY",
+        "SELECT count(*) FROM orders UNION ALL SELECT count(*) FROM orders",
+        "SELECT max(total ORDER BY id) FROM orders",
+    ] {
+        assert_eq!(aggs(sql), None, "{sql}");
+    }
+    // A nested aggregate does not make the outer query simple.
+    assert_eq!(
+        aggs("SELECT count(*) FROM (SELECT id FROM orders) o"),
+        Some(vec![Count])
+    );
+}
