@@ -348,3 +348,45 @@ async fn discard_body() {
     );
     p.wait_pool_idle(0).await;
 }
+
+/// A client's settings are replayed on a backend outside its transaction:
+/// a ROLLBACK must not undo them (the backend would then claim the client's
+/// settings while holding the defaults).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_does_not_undo_replayed_settings() {
+    within(60, async {
+        let c = temp_cluster();
+        let p = start_proxy(&[("s0", c.url("postgres"))], "pool.size = 1").await;
+        let a = connect(&p.url()).await;
+        let b = connect(&p.url()).await;
+        a.batch_execute("SET application_name = 'client-a'")
+            .await
+            .unwrap();
+        b.batch_execute("SET application_name = 'client-b'")
+            .await
+            .unwrap();
+        // The one backend now has b's settings; a's BEGIN … ROLLBACK replays a's.
+        a.batch_execute("BEGIN").await.unwrap();
+        // Simple protocol, so the statement itself is what takes the backend.
+        let show = |rows: Vec<tokio_postgres::SimpleQueryMessage>| -> String {
+            rows.into_iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .unwrap()
+        };
+        let in_tx = show(a.simple_query("SHOW application_name").await.unwrap());
+        assert_eq!(in_tx, "client-a");
+        a.batch_execute("ROLLBACK").await.unwrap();
+        let after = show(a.simple_query("SHOW application_name").await.unwrap());
+        assert_eq!(after, "client-a", "the ROLLBACK undid the replayed setting");
+        let theirs: String = b
+            .query_one("SHOW application_name", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(theirs, "client-b");
+    })
+    .await;
+}

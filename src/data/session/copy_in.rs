@@ -22,13 +22,8 @@ impl Session {
         spec: Option<&CopySpec>,
     ) -> Result<(), End> {
         let shards: Vec<usize> = (0..self.rt.pools.len()).collect();
-        let in_tx = self.tx != b'I';
-        if in_tx {
-            if let Err(e) = self.check_join(&shards) {
-                return self.error_and_ready(e).await;
-            }
-        }
-        let mut parts = match self.take_parts(&shards).await {
+        // BEGIN comes after the column lookup below, which may still fail.
+        let (mut parts, in_tx) = match self.open_parts(&shards, false).await {
             Ok(p) => p,
             Err(e) => return self.error_and_ready(e).await,
         };

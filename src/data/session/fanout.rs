@@ -84,21 +84,7 @@ impl Session {
                     SqlError::new(sqlstate::INTERNAL_ERROR, format!("no shard {shard}"))
                 })?
                 .clone();
-            let mut lease = pool.checkout().await?;
-            match self.settings.apply_to(lease.backend()).await {
-                Ok(Ok(())) => {}
-                Ok(Err((code, msg))) => {
-                    lease.release();
-                    return Err(SqlError::new(
-                        sqlstate::INVALID_AUTHORIZATION,
-                        format!(
-                            "cannot apply session settings on shard \"{}\": {code} {msg}",
-                            pool.name
-                        ),
-                    ));
-                }
-                Err(e) => return Err(SqlError::shard_unavailable(&pool.name, e)),
-            }
+            let lease = self.with_settings(pool.checkout().await?).await?;
             parts.push(Part { shard, lease });
         }
         if let Ok(mut r) = self.info.running_on.lock() {
@@ -117,22 +103,12 @@ impl Session {
         shards: &[usize],
         mode: FanMode,
     ) -> Result<(), End> {
-        let in_tx = self.tx != b'I';
-        if in_tx {
-            if let Err(e) = self.check_join(shards) {
-                return self.error_and_ready(e).await;
-            }
-        }
-        let mut parts = match self.take_parts(shards).await {
+        let begin = matches!(mode, FanMode::Atomic | FanMode::Copies);
+        let (mut parts, in_tx) = match self.open_parts(shards, begin).await {
             Ok(p) => p,
             Err(e) => return self.error_and_ready(e).await,
         };
-        let atomic = matches!(mode, FanMode::Atomic | FanMode::Copies) && !in_tx;
-        if atomic {
-            if let Err(e) = self.begin_all(&mut parts).await {
-                return self.error_and_ready(e).await;
-            }
-        }
+        let atomic = begin && !in_tx;
         let mut total = Answer {
             copies: mode == FanMode::Copies,
             ..Answer::default()

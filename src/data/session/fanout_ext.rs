@@ -62,22 +62,12 @@ impl Session {
             .with_hint("Send one Execute (max rows 0) before Sync for statements without a shard key.");
             return self.error_and_ready(e).await;
         }
-        let in_tx = self.tx != b'I';
-        if in_tx {
-            if let Err(e) = self.check_join(shards) {
-                return self.error_and_ready(e).await;
-            }
-        }
-        let mut parts = match self.take_parts(shards).await {
+        let begin = matches!(mode, FanMode::Atomic | FanMode::Copies);
+        let (mut parts, in_tx) = match self.open_parts(shards, begin).await {
             Ok(p) => p,
             Err(e) => return self.error_and_ready(e).await,
         };
-        let atomic = matches!(mode, FanMode::Atomic | FanMode::Copies) && !in_tx;
-        if atomic {
-            if let Err(e) = self.begin_all(&mut parts).await {
-                return self.error_and_ready(e).await;
-            }
-        }
+        let atomic = begin && !in_tx;
         // The first part is relayed with the usual reply queue; the proxy's
         // statement bookkeeping (Parse/Close) happens once, on it.
         let mut queues = Vec::with_capacity(parts.len());

@@ -271,7 +271,9 @@ impl Session {
                 )
             })?
             .clone();
-        let mut lease = pool.checkout().await?;
+        // Settings first: replayed inside the client's transaction they
+        // would be undone by its ROLLBACK while the fingerprint stayed.
+        let mut lease = self.with_settings(pool.checkout().await?).await?;
         if let Some(begin) = self.pending_begin.take() {
             match lease.backend().execute_silently(&begin).await {
                 Ok(Ok(())) => {}
@@ -286,20 +288,6 @@ impl Session {
             }
         }
         let be = lease.backend();
-        match self.settings.apply_to(be).await {
-            Ok(Ok(())) => {}
-            Ok(Err((code, msg))) => {
-                lease.release();
-                return Err(SqlError::new(
-                    sqlstate::INVALID_AUTHORIZATION,
-                    format!(
-                        "cannot apply session settings on shard \"{}\": {code} {msg}",
-                        pool.name
-                    ),
-                ));
-            }
-            Err(e) => return Err(SqlError::shard_unavailable(&pool.name, e)),
-        }
         if let Ok(mut r) = self.info.running_on.lock() {
             r.clear();
             r.push(be.cancel.clone());
@@ -307,6 +295,23 @@ impl Session {
         self.lease = Some(lease);
         self.lease_shard = shard;
         Ok(())
+    }
+
+    /// Makes a freshly checked-out backend's session match this client's
+    /// settings (a no-op when its fingerprint already matches).
+    async fn with_settings(&self, mut lease: Lease) -> Result<Lease, SqlError> {
+        let name = lease.pool().name.clone();
+        match self.settings.apply_to(lease.backend()).await {
+            Ok(Ok(())) => Ok(lease),
+            Ok(Err((code, msg))) => {
+                lease.release();
+                Err(SqlError::new(
+                    sqlstate::INVALID_AUTHORIZATION,
+                    format!("cannot apply session settings on shard \"{name}\": {code} {msg}"),
+                ))
+            }
+            Err(e) => Err(SqlError::shard_unavailable(&name, e)),
+        }
     }
 
     /// Ends an extended-protocol batch left open by Flush on the held backend

@@ -15,21 +15,10 @@ impl Session {
             Err(e) => return self.error_and_ready(e.into()).await,
         };
         let shards: Vec<usize> = pieces.iter().map(|p| p.shard).collect();
-        let in_tx = self.tx != b'I';
-        if in_tx {
-            if let Err(e) = self.check_join(&shards) {
-                return self.error_and_ready(e).await;
-            }
-        }
-        let mut parts = match self.take_parts(&shards).await {
+        let (mut parts, in_tx) = match self.open_parts(&shards, true).await {
             Ok(p) => p,
             Err(e) => return self.error_and_ready(e).await,
         };
-        if !in_tx {
-            if let Err(e) = self.begin_all(&mut parts).await {
-                return self.error_and_ready(e).await;
-            }
-        }
         let mut total = Answer::default();
         let mut rows: Vec<Vec<BytesMut>> = vec![Vec::new(); parts.len()];
         let queries: Vec<Vec<u8>> = pieces

@@ -163,6 +163,25 @@ impl Session {
         Ok(parts)
     }
 
+    /// Backends for a statement on `shards`, and whether a transaction is
+    /// open: joined to it (needs two-phase commit beyond the pinned shard), or
+    /// fresh outside one, with BEGIN on each when `begin` (all-or-nothing).
+    pub(super) async fn open_parts(
+        &mut self,
+        shards: &[usize],
+        begin: bool,
+    ) -> Result<(Vec<Part>, bool), SqlError> {
+        let in_tx = self.tx != b'I';
+        if in_tx {
+            self.check_join(shards)?;
+        }
+        let mut parts = self.take_parts(shards).await?;
+        if begin && !in_tx {
+            self.begin_all(&mut parts).await?;
+        }
+        Ok((parts, in_tx))
+    }
+
     /// Gives backends taken by [`Session::take_parts`] back to an open
     /// transaction (the first becomes the current one).
     pub(super) fn put_parts(&mut self, parts: Vec<Part>) {
