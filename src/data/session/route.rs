@@ -100,12 +100,12 @@ impl Session {
             )
             .with_hint("Use the transaction-scoped form (pg_advisory_xact_lock, temp tables ON COMMIT DROP) or connect to the shard directly."));
         }
-        let target = match hint {
-            Some(h) => stmt.hinted(h),
-            None => stmt.target.clone(),
-        };
+        // Without a hint (the common case) the cached target is used as is,
+        // with no per-statement copy.
+        let hinted_target = hint.map(|h| stmt.hinted(h)).filter(|t| *t != stmt.target);
+        let target: &Target = hinted_target.as_ref().unwrap_or(&stmt.target);
         let nshards = self.rt.pools.len();
-        match &target {
+        match target {
             Target::Refused { sqlstate, message } => Err(SqlError::new(sqlstate, message.clone())),
             Target::Named(name) => Ok(Dispatch::One(self.shard_by_name(name)?)),
             Target::AnyShard => Ok(Dispatch::Any),
@@ -141,14 +141,15 @@ impl Session {
                 // Resolve the hinted target: a session hint (SET shardproxy.shard_key)
                 // may have turned a fan-out into a keyed route.
                 let hinted;
-                let stmt = if target != stmt.target {
-                    hinted = StmtPlan {
-                        target: target.clone(),
-                        ..stmt.clone()
-                    };
-                    &hinted
-                } else {
-                    stmt
+                let stmt = match &hinted_target {
+                    Some(t) => {
+                        hinted = StmtPlan {
+                            target: t.clone(),
+                            ..stmt.clone()
+                        };
+                        &hinted
+                    }
+                    None => stmt,
                 };
                 let shards = match resolve_stmt(stmt, params, &self.rt.map)? {
                     Route::Shard(s) => return Ok(Dispatch::One(s)),
@@ -159,7 +160,7 @@ impl Session {
                 if shards.len() == 1 {
                     return Ok(Dispatch::One(shards[0]));
                 }
-                Ok(match &target {
+                Ok(match target {
                     Target::InsertMulti { .. } => Dispatch::SplitInsert,
                     Target::CopyIn(spec) => Dispatch::SplitCopy(Some(spec.clone())),
                     Target::AllShards(FanOut::ReferenceWrite)
