@@ -4,7 +4,7 @@
 //! sends every row to every shard and reports one copy's count. Outside a
 //! transaction the load is all-or-nothing (two-phase commit).
 
-use super::fanout::{split_tag, Part};
+use super::fanout::{split_complete, Part};
 use super::{End, Session};
 use crate::data::codec::error::{parse_error_fields, sqlstate};
 use crate::data::codec::{messages, SqlError};
@@ -295,9 +295,7 @@ async fn read_copy_result(p: &mut Part) -> std::io::Result<(u64, Option<BytesMut
         let body = f.body(&be.reader.buf);
         match f.tag {
             b'C' => {
-                let tag =
-                    String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body)).into_owned();
-                n = split_tag(&tag).1.unwrap_or(0);
+                n = split_complete(body).1.unwrap_or(0);
             }
             b'E' if err.is_none() => err = Some(BytesMut::from(&be.reader.buf[..f.len])),
             b'Z' => {

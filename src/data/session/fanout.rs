@@ -71,6 +71,13 @@ pub(super) fn split_tag(tag: &str) -> (String, Option<u64>) {
     }
 }
 
+/// Splits the tag of a CommandComplete body (NUL-terminated) like [`split_tag`].
+pub(super) fn split_complete(body: &[u8]) -> (String, Option<u64>) {
+    split_tag(&String::from_utf8_lossy(
+        body.strip_suffix(&[0]).unwrap_or(body),
+    ))
+}
+
 impl Session {
     /// Checks out a backend on each of `shards`, ready for this client's settings.
     pub(super) async fn checkout_parts(&mut self, shards: &[usize]) -> Result<Vec<Part>, SqlError> {
@@ -283,9 +290,7 @@ impl Session {
                 b'C' if repeat => {}
                 b'C' => {
                     let body = frame.body(bytes);
-                    let tag = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body))
-                        .into_owned();
-                    let (verb, n) = split_tag(&tag);
+                    let (verb, n) = split_complete(body);
                     if let Some(n) = n {
                         *total.count.get_or_insert(0) += n;
                     }

@@ -4,7 +4,7 @@
 //! follows it, are held back; the other shards contribute their rows; then
 //! one CommandComplete with the summed count and the held tail go out.
 
-use super::fanout::{merge_into, split_tag, Answer, FanMode, Part};
+use super::fanout::{merge_into, split_complete, split_tag, Answer, FanMode, Part};
 use super::relay::{Expect, Relayed};
 use super::{End, Session};
 use crate::data::codec::error::sqlstate;
@@ -248,9 +248,7 @@ impl Session {
                 b'D' | b'd' if forward && !total.copies => self.out.extend_from_slice(bytes),
                 b'C' if !total.copies => {
                     let body = f.body(bytes);
-                    let tag = String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body))
-                        .into_owned();
-                    if let (_, Some(n)) = split_tag(&tag) {
+                    if let (_, Some(n)) = split_complete(body) {
                         *total.count.get_or_insert(0) += n;
                     }
                 }
