@@ -4,7 +4,7 @@
 use crate::data::pool::CancelTarget;
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -21,7 +21,7 @@ pub struct ClientInfo {
     pub pid: i32,
     pub secret: i32,
     /// 'I', 'T' or 'E' (Postgres' transaction status), or 'S' during startup.
-    pub state: Mutex<u8>,
+    pub state: AtomicU8,
     /// Backends currently running this client's statements.
     pub running_on: Mutex<Vec<Arc<CancelTarget>>>,
     pub queries: AtomicU64,
@@ -48,7 +48,7 @@ impl ClientRegistry {
             // The pid only needs to be unique; the secret is what authorizes a cancel.
             pid: (id & 0x7fff_ffff) as i32,
             secret: rand::random::<i32>(),
-            state: Mutex::new(b'S'),
+            state: AtomicU8::new(b'S'),
             running_on: Mutex::new(Vec::new()),
             queries: AtomicU64::new(0),
         });

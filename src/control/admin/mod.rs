@@ -50,9 +50,7 @@ pub enum Reply {
 /// Runs an admin console session whose handshake is done, until the client
 /// leaves or the proxy shuts down.
 pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: Handshake) {
-    if let Ok(mut s) = info.state.lock() {
-        *s = b'I';
-    }
+    info.state.store(b'I', std::sync::atomic::Ordering::Relaxed);
     let max = proxy.runtime().config.proxy.max_message_bytes;
     let mut console = Console {
         proxy,

@@ -137,7 +137,7 @@ pub fn clients(proxy: &Proxy) -> ResultSet {
     ]);
     let text = |m: &std::sync::Mutex<String>| m.lock().map(|s| s.clone()).unwrap_or_default();
     for c in proxy.clients.snapshot() {
-        let state = match c.state.lock().map(|s| *s).unwrap_or(b'?') {
+        let state = match c.state.load(std::sync::atomic::Ordering::Relaxed) {
             b'I' => "idle",
             b'T' => "in transaction",
             b'E' => "failed transaction",

@@ -5,8 +5,12 @@
 //! read lock and sets a reference bit; a miss inserts under a write lock and,
 //! when full, evicts the first entry whose bit is clear. Small enough that a
 //! crate (with its own eviction policy and dependencies) would not pay off.
+//!
+//! Every statement looks up its text here, so the text is hashed once (with
+//! foldhash, seeded per process) and that hash both picks the shard and
+//! probes the shard's `hashbrown::HashTable` of slot indices.
 
-use std::collections::HashMap;
+use hashbrown::HashTable;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,15 +27,25 @@ struct Slot {
 
 #[derive(Default)]
 struct Shard {
-    index: HashMap<Arc<str>, usize>,
+    /// Slot indices, by the hash of their key.
+    index: HashTable<usize>,
     slots: Vec<Slot>,
+    /// The key hashes of `slots`, to rehash and remove without rehashing text.
+    hashes: Vec<u64>,
     hand: usize,
+}
+
+impl Shard {
+    fn find(&self, hash: u64, sql: &str) -> Option<usize> {
+        let slots = &self.slots;
+        self.index.find(hash, |&i| &*slots[i].key == sql).copied()
+    }
 }
 
 pub(crate) struct PlanCache {
     shards: Box<[RwLock<Shard>]>,
     per_shard: usize,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl PlanCache {
@@ -44,35 +58,41 @@ impl PlanCache {
         }
     }
 
-    fn shard(&self, sql: &str) -> &RwLock<Shard> {
-        let h = self.hasher.hash_one(sql) as usize;
-        &self.shards[h % SHARDS]
+    /// The text's hash and its shard. Middle bits pick the shard: hashbrown
+    /// takes the bucket from the low bits and the tag from the top seven.
+    fn shard(&self, sql: &str) -> (u64, &RwLock<Shard>) {
+        let h = self.hasher.hash_one(sql);
+        (h, &self.shards[(h >> 32) as usize % SHARDS])
     }
 
     pub fn get(&self, sql: &str) -> Option<Arc<Plan>> {
+        let (hash, shard) = self.shard(sql);
         // A poisoned lock only means another thread panicked mid-update of a
         // plain map; the data is still consistent enough to read.
-        let shard = self.shard(sql).read().unwrap_or_else(|e| e.into_inner());
-        let slot = &shard.slots[*shard.index.get(sql)?];
+        let shard = shard.read().unwrap_or_else(|e| e.into_inner());
+        let slot = &shard.slots[shard.find(hash, sql)?];
         slot.referenced.store(true, Ordering::Relaxed);
         Some(slot.plan.clone())
     }
 
     pub fn insert(&self, sql: &str, plan: Arc<Plan>) {
-        let mut shard = self.shard(sql).write().unwrap_or_else(|e| e.into_inner());
-        if shard.index.contains_key(sql) {
+        let (hash, shard) = self.shard(sql);
+        let mut guard = shard.write().unwrap_or_else(|e| e.into_inner());
+        let shard = &mut *guard;
+        if shard.find(hash, sql).is_some() {
             return;
         }
-        let key: Arc<str> = Arc::from(sql);
         let slot = Slot {
-            key: key.clone(),
+            key: Arc::from(sql),
             plan,
             referenced: AtomicBool::new(false),
         };
         if shard.slots.len() < self.per_shard {
             let i = shard.slots.len();
             shard.slots.push(slot);
-            shard.index.insert(key, i);
+            shard.hashes.push(hash);
+            let hashes = &shard.hashes;
+            shard.index.insert_unique(hash, i, |&j| hashes[j]);
             return;
         }
         // Second chance: clear set bits until an unreferenced slot comes up
@@ -85,9 +105,14 @@ impl PlanCache {
                 break h;
             }
         };
-        let old = std::mem::replace(&mut shard.slots[victim], slot);
-        shard.index.remove(&old.key);
-        shard.index.insert(key, victim);
+        let old_hash = shard.hashes[victim];
+        if let Ok(entry) = shard.index.find_entry(old_hash, |&j| j == victim) {
+            entry.remove();
+        }
+        shard.slots[victim] = slot;
+        shard.hashes[victim] = hash;
+        let hashes = &shard.hashes;
+        shard.index.insert_unique(hash, victim, |&j| hashes[j]);
     }
 
     #[cfg(test)]

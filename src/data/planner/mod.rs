@@ -115,7 +115,7 @@ impl Planner {
     /// The plan of a simple-protocol text, with its literals as text
     /// parameters when the text was normalized (see [`normalize`]): texts
     /// that differ only in literals share one cached plan.
-    pub fn plan_literals(&self, sql: &str) -> (Arc<Plan>, Vec<String>) {
+    pub fn plan_literals<'a>(&self, sql: &'a str) -> (Arc<Plan>, Vec<std::borrow::Cow<'a, str>>) {
         if let Some(n) = normalize::normalize(sql) {
             let plan = self.plan(&n.template);
             let usable = plan.stmts.len() == 1

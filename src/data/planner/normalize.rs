@@ -17,12 +17,15 @@
 //! written. Hand-written: one pass over bytes, no crate offers this for
 //! Postgres syntax without a full parse.
 
+use std::borrow::Cow;
+
 /// A normalized statement: the template text and its literals in order
-/// (string literals unescaped).
+/// (string literals unescaped; borrowed from the text unless they had a
+/// doubled quote to undo).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Normalized {
+pub struct Normalized<'a> {
     pub template: String,
-    pub literals: Vec<String>,
+    pub literals: Vec<Cow<'a, str>>,
 }
 
 /// Keywords after which a string literal is a typed literal (`DATE '…'`):
@@ -44,7 +47,10 @@ const TYPED: &[&str] = &[
 ];
 
 /// Normalizes `sql`, or None when it must be planned as written.
-pub fn normalize(sql: &str) -> Option<Normalized> {
+///
+/// Runs on every simple-protocol statement, so it makes one pass and
+/// allocates only the template and the literal list.
+pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
     let b = sql.as_bytes();
     let first = sql.trim_start().get(..6)?;
     if !(first.eq_ignore_ascii_case("select")
@@ -53,19 +59,11 @@ pub fn normalize(sql: &str) -> Option<Normalized> {
     {
         return None;
     }
-    if b.contains(&b'$') {
-        return None;
-    }
-    // Ordinals (ORDER BY 1) and the merge's inputs stay as written.
-    let has = |needle: &[u8]| {
-        b.windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
-    };
-    if has(b"order by") || has(b"group by") {
+    if memchr::memchr(b'$', b).is_some() {
         return None;
     }
     let mut out = String::with_capacity(sql.len() + 8);
-    let mut literals = Vec::new();
+    let mut literals: Vec<Cow<'_, str>> = Vec::new();
     let mut i = 0;
     let mut last_word: &str = "";
     let mut semicolon_seen = false;
@@ -93,9 +91,13 @@ pub fn normalize(sql: &str) -> Option<Normalized> {
                     return None;
                 }
                 let end = find_quote_end(b, i, b'\'')?;
-                literals.push(sql[i + 1..end - 1].replace("''", "'"));
-                out.push('$');
-                out.push_str(&literals.len().to_string());
+                let body = &sql[i + 1..end - 1];
+                literals.push(if body.contains("''") {
+                    Cow::Owned(body.replace("''", "'"))
+                } else {
+                    Cow::Borrowed(body)
+                });
+                push_param(&mut out, literals.len());
                 last_word = "";
                 i = end;
             }
@@ -115,21 +117,22 @@ pub fn normalize(sql: &str) -> Option<Normalized> {
                     i = end;
                     continue;
                 }
-                // A leading minus belongs to the literal after an operator or '('.
+                // A leading minus belongs to the literal after an operator or
+                // '(' (it is then the byte right before the digits).
                 let negative = out.ends_with('-') && {
                     let before = out[..out.len() - 1].trim_end();
                     before.is_empty()
                         || before.ends_with(['=', '<', '>', '(', ',', '+', '-', '*', '/'])
                         || ends_with_keyword(before)
                 };
-                let mut lit = sql[i..end].to_string();
-                if negative {
+                let lit = if negative {
                     out.pop();
-                    lit.insert(0, '-');
-                }
-                literals.push(lit);
-                out.push('$');
-                out.push_str(&literals.len().to_string());
+                    &sql[i - 1..end]
+                } else {
+                    &sql[i..end]
+                };
+                literals.push(Cow::Borrowed(lit));
+                push_param(&mut out, literals.len());
                 last_word = "";
                 i = end;
             }
@@ -143,6 +146,13 @@ pub fn normalize(sql: &str) -> Option<Normalized> {
                 // E'', U&'', B'', X'' strings: leave the whole text alone.
                 if b.get(i) == Some(&b'\'')
                     || (b.get(i) == Some(&b'&') && b.get(i + 1) == Some(&b'\''))
+                {
+                    return None;
+                }
+                // Ordinals (ORDER BY 1) and the merge's inputs stay as written.
+                if word.eq_ignore_ascii_case("by")
+                    && (last_word.eq_ignore_ascii_case("order")
+                        || last_word.eq_ignore_ascii_case("group"))
                 {
                     return None;
                 }
@@ -167,14 +177,32 @@ pub fn normalize(sql: &str) -> Option<Normalized> {
     })
 }
 
+/// Appends `$n` (by hand: `write!` costs more than the rest of a short text).
+fn push_param(out: &mut String, n: usize) {
+    out.push('$');
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        out.push(d as char);
+    }
+}
+
 /// True when `s` ends with a keyword after which `-5` is a literal (`BY -1`).
 fn ends_with_keyword(s: &str) -> bool {
-    let word: String = s
-        .chars()
-        .rev()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .collect();
-    let word: String = word.chars().rev().collect();
+    let start = s
+        .bytes()
+        .rposition(|c| !c.is_ascii_alphabetic())
+        .map_or(0, |p| p + 1);
+    let word = &s[start..];
     [
         "and", "or", "not", "in", "is", "by", "when", "then", "else", "between", "limit", "offset",
         "select", "where", "set", "values", "like",
@@ -226,7 +254,7 @@ mod tests {
     use super::*;
 
     fn n(sql: &str) -> Option<(String, Vec<String>)> {
-        normalize(sql).map(|n| (n.template, n.literals))
+        normalize(sql).map(|n| (n.template, n.literals.into_iter().map(Into::into).collect()))
     }
 
     #[test]
@@ -253,6 +281,14 @@ mod tests {
             n("update t set a = a - 1 where id = 7").unwrap().0,
             "update t set a = a - $1 where id = $2"
         );
+        let many = (1..=12).map(|i| i.to_string()).collect::<Vec<_>>();
+        let (template, lits) = n(&format!(
+            "select * from t where id in ({})",
+            many.join(", ")
+        ))
+        .unwrap();
+        assert!(template.ends_with("$9, $10, $11, $12)"), "{template}");
+        assert_eq!(lits, many);
         assert_eq!(
             n("delete from t where id in (1, -2)").unwrap().1,
             vec!["1".to_string(), "-2".into()]

@@ -61,7 +61,9 @@ pub struct Backend {
     /// Fingerprint of the session settings (SET) applied to this connection.
     pub settings_fingerprint: u64,
     pub created: Instant,
-    pub last_used: Instant,
+    /// When the pool's reaper first saw it idle (None while in use or
+    /// returned since the reaper's last round).
+    pub idle_since: Option<Instant>,
 }
 
 impl Backend {
@@ -101,7 +103,7 @@ impl Backend {
             prepared: HashSet::new(),
             settings_fingerprint: 0,
             created: Instant::now(),
-            last_used: Instant::now(),
+            idle_since: None,
         };
         let mut params: Vec<(&str, &str)> = vec![
             ("user", addr.user.as_str()),

@@ -41,7 +41,10 @@ pub struct ShardPool {
     pub name: String,
     pub addr: BackendAddr,
     pub settings: PoolSettings,
-    idle: Mutex<Vec<Backend>>,
+    /// Boxed so checkout and release move a pointer, not the whole
+    /// connection state.
+    #[allow(clippy::vec_box)]
+    idle: Mutex<Vec<Box<Backend>>>,
     permits: Arc<Semaphore>,
     pub stats: ShardStats,
     /// Two-phase commit on this shard: 0 not checked yet, 1 possible, 2 not
@@ -111,7 +114,7 @@ impl ShardPool {
                     {
                         Ok(b) => {
                             self.stats.up.store(true, Relaxed);
-                            break b;
+                            break Box::new(b);
                         }
                         Err(e) => {
                             self.stats.up.store(false, Relaxed);
@@ -131,20 +134,27 @@ impl ShardPool {
         })
     }
 
-    fn give_back(&self, mut b: Backend) {
-        b.last_used = Instant::now();
+    fn give_back(&self, mut b: Box<Backend>) {
+        // No clock read per release: the reaper stamps it on its next round.
+        b.idle_since = None;
         if let Ok(mut idle) = self.idle.lock() {
             idle.push(b);
             self.stats.idle.fetch_add(1, Relaxed);
         }
     }
 
-    /// Closes idle backends unused for longer than the idle timeout.
+    /// Closes idle backends unused for longer than the idle timeout. A
+    /// backend returned since the last round is stamped now, so one is
+    /// closed between the timeout and the timeout plus the reaper's period.
     pub fn reap_idle(&self) {
         if let Ok(mut idle) = self.idle.lock() {
             let before = idle.len();
             let limit = self.settings.idle_timeout;
-            idle.retain(|b| b.last_used.elapsed() < limit);
+            let now = Instant::now();
+            idle.retain_mut(|b| {
+                let since = *b.idle_since.get_or_insert(now);
+                now.duration_since(since) < limit
+            });
             self.stats.idle.fetch_sub(before - idle.len(), Relaxed);
         }
     }
@@ -168,7 +178,7 @@ impl ShardPool {
 #[derive(Debug)]
 pub struct Lease {
     pool: Arc<ShardPool>,
-    backend: Option<Backend>,
+    backend: Option<Box<Backend>>,
     _permit: OwnedSemaphorePermit,
 }
 

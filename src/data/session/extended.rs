@@ -10,9 +10,9 @@ use super::settings::may_drop_statements;
 use super::{End, Session};
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::frontend::{BindMsg, ExecuteMsg, ParseMsg, TargetMsg};
-use crate::data::codec::{messages, SqlError};
+use crate::data::codec::{messages, Frame, SqlError};
 use crate::data::planner::{Hint, Params, Plan};
-use crate::data::pool::Backend;
+use crate::data::pool::{Backend, Lease};
 use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,18 +21,26 @@ use std::sync::Arc;
 /// Most bytes of extended-protocol messages buffered before a Sync or Flush.
 const MAX_BATCH_EXTRA: usize = 1 << 20;
 
+/// Largest translated-batch buffer a session keeps for its next batch.
+const KEPT_WIRE_BUFFER: usize = 16 * 1024;
+/// Largest reply queue a session keeps for its next batch.
+const KEPT_EXPECT_ENTRIES: usize = 256;
+
 impl Session {
-    /// Takes one extended-protocol message; a Sync or Flush runs the batch.
-    pub(super) async fn extended_message(&mut self, msg: BytesMut) -> Result<(), End> {
-        let tag = msg[0];
+    /// Takes one extended-protocol message (the frame at the front of the
+    /// client read buffer, moved into the batch); a Sync or Flush runs the
+    /// batch.
+    pub(super) async fn extended_message(&mut self, frame: Frame) -> Result<(), End> {
+        let tag = frame.tag;
         if self.skip_to_sync {
             if tag != b'S' {
+                self.creader.skip(frame);
                 return Ok(());
             }
             self.skip_to_sync = false;
             self.batch.clear();
         }
-        if self.batch.len() + msg.len() > self.rt.config.proxy.max_message_bytes + MAX_BATCH_EXTRA {
+        if self.batch.len() + frame.len > self.rt.config.proxy.max_message_bytes + MAX_BATCH_EXTRA {
             return Err(End::Fatal(
                 SqlError::fatal(
                     sqlstate::PROGRAM_LIMIT_EXCEEDED,
@@ -43,7 +51,8 @@ impl Session {
                 ),
             ));
         }
-        self.batch.extend_from_slice(&msg);
+        self.batch.extend_from_slice(&self.creader.buf[..frame.len]);
+        self.creader.skip(frame);
         if tag == b'S' || tag == b'H' {
             let batch = std::mem::take(&mut self.batch);
             let r = self.run_batch(&batch, tag == b'S').await;
@@ -113,16 +122,39 @@ impl Session {
         if let Err(e) = self.acquire(shard).await {
             return self.batch_error(e, sync).await;
         }
-        let Some(mut lease) = self.lease.take() else {
+        let Some(lease) = self.lease.take() else {
             return Ok(());
         };
-        let mut wire = BytesMut::with_capacity(batch.len() + 64);
-        let mut queue = VecDeque::new();
-        if let Err(end) = self.translate(batch, Some(lease.backend()), &mut wire, &mut queue) {
+        // Buffers the session keeps between batches (no allocation per batch).
+        let mut wire = std::mem::take(&mut self.wire_buf);
+        let mut queue = std::mem::take(&mut self.expect_buf);
+        wire.clear();
+        queue.clear();
+        let r = self
+            .send_and_relay(lease, batch, sync, &mut wire, &mut queue)
+            .await;
+        if wire.capacity() <= KEPT_WIRE_BUFFER {
+            self.wire_buf = wire;
+        }
+        if queue.capacity() <= KEPT_EXPECT_ENTRIES {
+            self.expect_buf = queue;
+        }
+        r
+    }
+
+    async fn send_and_relay(
+        &mut self,
+        mut lease: Lease,
+        batch: &[u8],
+        sync: bool,
+        wire: &mut BytesMut,
+        queue: &mut VecDeque<Expect>,
+    ) -> Result<(), End> {
+        if let Err(end) = self.translate(batch, Some(lease.backend()), wire, queue) {
             self.lease = Some(lease);
             return Err(end);
         }
-        if let Err(e) = lease.backend().send(&wire).await {
+        if let Err(e) = lease.backend().send(wire).await {
             return self.after_relay(lease, Relayed::Lost(e), sync).await;
         }
         lease
@@ -130,7 +162,7 @@ impl Session {
             .stats
             .bytes_sent
             .fetch_add(wire.len() as u64, Relaxed);
-        let r = self.relay(&mut lease, Some(&mut queue)).await?;
+        let r = self.relay(&mut lease, Some(queue)).await?;
         self.after_relay(lease, r, sync).await
     }
 
@@ -296,15 +328,13 @@ impl Session {
                 b'B' => {
                     let b = BindMsg::decode(body).map_err(malformed)?;
                     match self.ensure_prepared(b.statement, backend.as_deref_mut(), wire, queue) {
-                        Some(global) => {
+                        Some(stmt) => {
                             if b.statement.is_empty() {
                                 wire.extend_from_slice(raw);
                             } else {
-                                b.encode_renamed(&global, wire);
+                                b.encode_renamed(&stmt.global_name, wire);
                             }
-                            let drops = self.prepared.get(b.statement).is_some_and(|s| {
-                                s.touches_settings && may_drop_statements(&s.query)
-                            });
+                            let drops = stmt.touches_settings && may_drop_statements(&stmt.query);
                             if let (true, Some(be)) = (drops, backend.as_deref_mut()) {
                                 // DISCARD/DEALLOCATE ALL is about to drop every
                                 // server-side statement (itself included): later
@@ -332,9 +362,13 @@ impl Session {
                     let d = TargetMsg::decode(body, "Describe").map_err(malformed)?;
                     if d.kind == b'S' {
                         match self.ensure_prepared(d.name, backend.as_deref_mut(), wire, queue) {
-                            Some(global) => d.encode_renamed(
+                            Some(stmt) => d.encode_renamed(
                                 b'D',
-                                if d.name.is_empty() { "" } else { &global },
+                                if d.name.is_empty() {
+                                    ""
+                                } else {
+                                    &stmt.global_name
+                                },
                                 wire,
                             ),
                             None => {
@@ -391,20 +425,23 @@ impl Session {
         Ok(())
     }
 
-    /// Makes sure statement `name` exists on the backend; returns its
-    /// backend-side name, or None if the client never prepared it.
+    /// Makes sure statement `name` exists on the backend; returns it (its
+    /// `global_name` is the backend-side name), or None if the client never
+    /// prepared it.
     fn ensure_prepared(
         &mut self,
         name: &str,
         backend: Option<&mut Backend>,
         wire: &mut BytesMut,
         queue: &mut VecDeque<Expect>,
-    ) -> Option<String> {
+    ) -> Option<Arc<PreparedStmt>> {
         let stmt = self.prepared.get(name)?.clone();
         if stmt.touches_settings {
             self.settings_dirty = true;
         }
-        let be = backend?;
+        let Some(be) = backend else {
+            return Some(stmt);
+        };
         if name.is_empty() {
             if !self.unnamed_on_lease {
                 inject_parse("", &stmt, wire, queue);
@@ -417,7 +454,7 @@ impl Session {
                 *parsed = Some(stmt.hash);
             }
         }
-        Some(stmt.global_name.clone())
+        Some(stmt)
     }
 }
 

@@ -78,6 +78,9 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         pending_begin: None,
         force_status: None,
         batch: BytesMut::new(),
+        query_buf: Vec::new(),
+        wire_buf: BytesMut::new(),
+        expect_buf: Default::default(),
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -134,15 +137,34 @@ pub struct Session {
     fan_hold: Option<fanout_ext::FanHold>,
     /// Extended-protocol messages waiting for Sync or Flush.
     batch: BytesMut,
+    /// The simple query being run (kept between queries when small).
+    query_buf: Vec<u8>,
+    /// A batch as translated for the backend, and the replies it expects
+    /// (kept between batches; see `extended`).
+    wire_buf: BytesMut,
+    expect_buf: std::collections::VecDeque<relay::Expect>,
 }
+
+/// Largest query buffer a session keeps for its next query: enough for
+/// OLTP texts, small enough that idle clients stay cheap.
+const KEPT_QUERY_BUFFER: usize = 8 * 1024;
 
 impl Session {
     async fn serve(&mut self) -> End {
+        // One future for the whole session: creating a `changed()` future
+        // per message would register and unregister a waiter (two lock
+        // round trips) on every statement.
         let mut shutdown = self.proxy.shutdown.subscribe();
+        let stop = async move {
+            // An Err means the sender is gone: the proxy is going away too.
+            let _ = shutdown.wait_for(|down| *down).await;
+        };
+        tokio::pin!(stop);
+        let mut stopping = false;
         loop {
             // Outside a transaction (a BEGIN the proxy answered, not yet
             // sent to a shard, holds no backend but is one).
-            if *shutdown.borrow() && self.lease.is_none() && self.tx == b'I' {
+            if stopping && self.lease.is_none() && self.tx == b'I' {
                 return End::Fatal(
                     SqlError::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
@@ -163,17 +185,28 @@ impl Session {
                     }
                     Err(_) => return End::Client,
                 },
-                _ = shutdown.changed(), if !*shutdown.borrow() => continue,
+                _ = &mut stop, if !stopping => {
+                    stopping = true;
+                    continue;
+                }
             };
             let r =
                 match frame.tag {
                     b'Q' => {
-                        let msg = self.creader.take(frame);
-                        self.simple_query(msg).await
+                        // Copied into a buffer the session keeps: splitting
+                        // the read buffer would allocate per query.
+                        let mut msg = std::mem::take(&mut self.query_buf);
+                        msg.clear();
+                        msg.extend_from_slice(&self.creader.buf[..frame.len]);
+                        self.creader.skip(frame);
+                        let r = self.simple_query(&msg).await;
+                        if msg.capacity() <= KEPT_QUERY_BUFFER {
+                            self.query_buf = msg;
+                        }
+                        r
                     }
                     b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => {
-                        let msg = self.creader.take(frame);
-                        self.extended_message(msg).await
+                        self.extended_message(frame).await
                     }
                     b'X' => return End::Client,
                     // CopyData/CopyDone/CopyFail outside COPY: Postgres ignores them too.
@@ -260,17 +293,12 @@ impl Session {
                 _ => self.sync_and_release().await,
             }
         }
-        let pool = self
-            .rt
-            .pools
-            .get(shard)
-            .ok_or_else(|| {
-                SqlError::new(
-                    sqlstate::INTERNAL_ERROR,
-                    format!("no shard with index {shard}"),
-                )
-            })?
-            .clone();
+        let Some(pool) = self.rt.pools.get(shard) else {
+            return Err(SqlError::new(
+                sqlstate::INTERNAL_ERROR,
+                format!("no shard with index {shard}"),
+            ));
+        };
         // Settings first: replayed inside the client's transaction they
         // would be undone by its ROLLBACK while the fingerprint stayed.
         let mut lease = self.with_settings(pool.checkout().await?).await?;
@@ -278,13 +306,14 @@ impl Session {
             match lease.backend().execute_silently(&begin).await {
                 Ok(Ok(())) => {}
                 Ok(Err((code, msg))) => {
+                    let name = lease.pool().name.clone();
                     lease.release();
                     return Err(SqlError::new(
                         sqlstate::INTERNAL_ERROR,
-                        format!("{begin} failed on shard \"{}\": {code} {msg}", pool.name),
+                        format!("{begin} failed on shard \"{name}\": {code} {msg}"),
                     ));
                 }
-                Err(e) => return Err(SqlError::shard_unavailable(&pool.name, e)),
+                Err(e) => return Err(SqlError::shard_unavailable(&lease.pool().name, e)),
             }
         }
         let be = lease.backend();
@@ -300,17 +329,17 @@ impl Session {
     /// Makes a freshly checked-out backend's session match this client's
     /// settings (a no-op when its fingerprint already matches).
     async fn with_settings(&self, mut lease: Lease) -> Result<Lease, SqlError> {
-        let name = lease.pool().name.clone();
         match self.settings.apply_to(lease.backend()).await {
             Ok(Ok(())) => Ok(lease),
             Ok(Err((code, msg))) => {
+                let name = lease.pool().name.clone();
                 lease.release();
                 Err(SqlError::new(
                     sqlstate::INVALID_AUTHORIZATION,
                     format!("cannot apply session settings on shard \"{name}\": {code} {msg}"),
                 ))
             }
-            Err(e) => Err(SqlError::shard_unavailable(&name, e)),
+            Err(e) => Err(SqlError::shard_unavailable(&lease.pool().name, e)),
         }
     }
 

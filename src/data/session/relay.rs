@@ -345,9 +345,9 @@ impl Session {
         match r {
             Relayed::Ready(status) => {
                 self.tx = status;
-                if let Ok(mut s) = self.info.state.lock() {
-                    *s = status;
-                }
+                self.info
+                    .state
+                    .store(status, std::sync::atomic::Ordering::Relaxed);
                 self.lease = Some(lease);
                 if status == b'I' {
                     self.release().await;

@@ -7,11 +7,10 @@ use super::{End, Session};
 use crate::data::codec::frontend::query_text;
 use crate::data::codec::SqlError;
 use crate::data::planner::{Params, Plan, StmtKind};
-use bytes::BytesMut;
 use std::sync::atomic::Ordering::Relaxed;
 
 impl Session {
-    pub(super) async fn simple_query(&mut self, msg: BytesMut) -> Result<(), End> {
+    pub(super) async fn simple_query(&mut self, msg: &[u8]) -> Result<(), End> {
         let sql = match query_text(&msg[5..]) {
             Ok(s) => s,
             // Like Postgres: bad text is an ERROR, a broken message is FATAL.
@@ -48,10 +47,10 @@ impl Session {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
             Ok(Dispatch::Fan { shards, mode }) => {
-                return self.fanout_simple(&msg, &shards, mode).await
+                return self.fanout_simple(msg, &shards, mode).await
             }
             Ok(Dispatch::SplitInsert) => return self.split_insert_simple(&plan.stmts[0]).await,
-            Ok(Dispatch::SplitCopy(spec)) => return self.copy_split(&msg, spec.as_ref()).await,
+            Ok(Dispatch::SplitCopy(spec)) => return self.copy_split(msg, spec.as_ref()).await,
             Ok(Dispatch::EndMulti { commit }) => return self.end_multi(commit).await,
             Err(e) => return self.error_and_ready(e).await,
         };
@@ -65,7 +64,7 @@ impl Session {
         let Some(mut lease) = self.lease.take() else {
             return Ok(());
         };
-        if let Err(e) = lease.backend().send(&msg).await {
+        if let Err(e) = lease.backend().send(msg).await {
             return self.after_relay(lease, Relayed::Lost(e), true).await;
         }
         lease
@@ -161,9 +160,9 @@ impl Session {
             }
             _ => return None,
         };
-        if let Ok(mut st) = self.info.state.lock() {
-            *st = self.tx;
-        }
+        self.info
+            .state
+            .store(self.tx, std::sync::atomic::Ordering::Relaxed);
         Some(async move {
             crate::data::codec::messages::command_complete(&mut self.out, tag);
             crate::data::codec::messages::ready_for_query(&mut self.out, self.tx);

@@ -239,9 +239,9 @@ impl Session {
             Ok(())
         };
         self.tx = b'I';
-        if let Ok(mut s) = self.info.state.lock() {
-            *s = b'I';
-        }
+        self.info
+            .state
+            .store(b'I', std::sync::atomic::Ordering::Relaxed);
         match result {
             Ok(()) => {
                 self.finish_parts(parts);
