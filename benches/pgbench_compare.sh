@@ -77,8 +77,12 @@ start_cluster() {
 }
 
 # start_proxy CONFIG PORT: shardproxy in the background, waits until it accepts.
+# The proxy gets its own session, as a service would and as pgbouncer -d
+# does: with the kernel's autogroup scheduling (sched_autogroup_enabled=1)
+# a proxy left in the shell's session shares one CPU group with pgbench and
+# is preempted about twice as often as the daemonized pgbouncer.
 start_proxy() {
-    RUST_LOG=warn "$PROXY_BIN" serve --config "$1" >"$1.log" 2>&1 &
+    RUST_LOG=warn setsid "$PROXY_BIN" serve --config "$1" >"$1.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
     for _ in $(seq 100); do

@@ -48,8 +48,9 @@ const TYPED: &[&str] = &[
 
 /// Normalizes `sql`, or None when it must be planned as written.
 ///
-/// Runs on every simple-protocol statement, so it makes one pass and
-/// allocates only the template and the literal list.
+/// Runs on every simple-protocol statement, so it makes one pass, copies the
+/// text between literals in runs and allocates only the template and the
+/// literal list.
 pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
     let b = sql.as_bytes();
     let first = sql.trim_start().get(..6)?;
@@ -63,6 +64,8 @@ pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
         return None;
     }
     let mut out = String::with_capacity(sql.len() + 8);
+    // `sql[..copied]` is in `out`, literals replaced.
+    let mut copied = 0;
     let mut literals: Vec<Cow<'_, str>> = Vec::new();
     let mut i = 0;
     let mut last_word: &str = "";
@@ -77,14 +80,11 @@ pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
             b'/' if b.get(i + 1) == Some(&b'*') => return None,
             b';' => {
                 semicolon_seen = true;
-                out.push(';');
                 i += 1;
             }
             b'"' => {
-                let end = find_quote_end(b, i, b'"')?;
-                out.push_str(&sql[i..end]);
+                i = find_quote_end(b, i, b'"')?;
                 last_word = "";
-                i = end;
             }
             b'\'' => {
                 if TYPED.iter().any(|t| last_word.eq_ignore_ascii_case(t)) {
@@ -97,13 +97,14 @@ pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
                 } else {
                     Cow::Borrowed(body)
                 });
+                out.push_str(&sql[copied..i]);
                 push_param(&mut out, literals.len());
+                copied = end;
                 last_word = "";
                 i = end;
             }
             b'0'..=b'9' | b'.' if b[i..].len() > 1 || c != b'.' => {
                 if c == b'.' && !b.get(i + 1).is_some_and(u8::is_ascii_digit) {
-                    out.push('.');
                     i += 1;
                     continue;
                 }
@@ -112,27 +113,23 @@ pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
                     .iter()
                     .any(|k| last_word.eq_ignore_ascii_case(k))
                 {
-                    out.push_str(&sql[i..end]);
                     last_word = "";
                     i = end;
                     continue;
                 }
-                // A leading minus belongs to the literal after an operator or
-                // '(' (it is then the byte right before the digits).
-                let negative = out.ends_with('-') && {
-                    let before = out[..out.len() - 1].trim_end();
+                // A leading minus belongs to the literal after an operator,
+                // '(' or a keyword (`BY -1`), not after an operand (`a - 1`).
+                let negative = i > copied && b[i - 1] == b'-' && {
+                    let before = sql[..i - 1].trim_end();
                     before.is_empty()
                         || before.ends_with(['=', '<', '>', '(', ',', '+', '-', '*', '/'])
                         || ends_with_keyword(before)
                 };
-                let lit = if negative {
-                    out.pop();
-                    &sql[i - 1..end]
-                } else {
-                    &sql[i..end]
-                };
-                literals.push(Cow::Borrowed(lit));
+                let start = if negative { i - 1 } else { i };
+                literals.push(Cow::Borrowed(&sql[start..end]));
+                out.push_str(&sql[copied..start]);
                 push_param(&mut out, literals.len());
+                copied = end;
                 last_word = "";
                 i = end;
             }
@@ -156,11 +153,9 @@ pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
                 {
                     return None;
                 }
-                out.push_str(word);
                 last_word = word;
             }
             _ => {
-                out.push(c as char);
                 if !c.is_ascii_whitespace() {
                     last_word = "";
                 }
@@ -171,6 +166,7 @@ pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
     if literals.is_empty() {
         return None;
     }
+    out.push_str(&sql[copied..]);
     Some(Normalized {
         template: out,
         literals,

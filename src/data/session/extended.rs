@@ -89,10 +89,10 @@ impl Session {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
             Ok(Dispatch::Fan { shards, mode }) if sync => {
-                return self.fanout_extended(batch, &shards, mode).await
+                return Box::pin(self.fanout_extended(batch, &shards, mode)).await
             }
             Ok(Dispatch::EndMulti { commit }) if sync => {
-                return self.end_multi_extended(batch, commit).await
+                return Box::pin(self.end_multi_extended(batch, commit)).await
             }
             Ok(_) => {
                 let e = SqlError::new(

@@ -289,7 +289,7 @@ impl Session {
             match self.tx {
                 // A failed transaction answers "current transaction is aborted" wherever it runs.
                 b'E' => return Ok(()),
-                b'T' => return self.switch_in_transaction(shard).await,
+                b'T' => return Box::pin(self.switch_in_transaction(shard)).await,
                 _ => self.sync_and_release().await,
             }
         }

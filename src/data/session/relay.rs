@@ -11,7 +11,6 @@ use crate::data::pool::Lease;
 use bytes::{Buf, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Instant;
 
 /// What the proxy expects back for each message it sent in an
 /// extended-protocol batch, in order.
@@ -61,7 +60,8 @@ impl Session {
         lease: &mut Lease,
         mut queue: Option<&mut VecDeque<Expect>>,
     ) -> Result<Relayed, End> {
-        let started = Instant::now();
+        // quanta reads the TSC: a few ns, against ~40 for clock_gettime here.
+        let started = quanta::Instant::now();
         // An Arc of the pool, so stats can be bumped while `lease` is borrowed.
         let pool = lease.pool().clone();
         pool.stats.queries.fetch_add(1, Relaxed);
@@ -221,7 +221,7 @@ impl Session {
                 let ate_sync = queue
                     .as_deref()
                     .is_some_and(|q| q.iter().any(|e| matches!(e, Expect::Sync)));
-                match self.copy_in(lease, ate_sync).await? {
+                match Box::pin(self.copy_in(lease, ate_sync)).await? {
                     Err(e) => return Ok(Relayed::Lost(e)),
                     Ok(true) => {}
                     Ok(false) => {

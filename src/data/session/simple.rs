@@ -43,15 +43,21 @@ impl Session {
         if let Some(r) = self.deferred_transaction(&plan, sql) {
             return r.await;
         }
+        // The rare paths are boxed: their futures are large, and inline they
+        // would size every session's task for them.
         let shard = match self.dispatch(&plan, &params) {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
             Ok(Dispatch::Fan { shards, mode }) => {
-                return self.fanout_simple(msg, &shards, mode).await
+                return Box::pin(self.fanout_simple(msg, &shards, mode)).await
             }
-            Ok(Dispatch::SplitInsert) => return self.split_insert_simple(&plan.stmts[0]).await,
-            Ok(Dispatch::SplitCopy(spec)) => return self.copy_split(msg, spec.as_ref()).await,
-            Ok(Dispatch::EndMulti { commit }) => return self.end_multi(commit).await,
+            Ok(Dispatch::SplitInsert) => {
+                return Box::pin(self.split_insert_simple(&plan.stmts[0])).await
+            }
+            Ok(Dispatch::SplitCopy(spec)) => {
+                return Box::pin(self.copy_split(msg, spec.as_ref())).await
+            }
+            Ok(Dispatch::EndMulti { commit }) => return Box::pin(self.end_multi(commit)).await,
             Err(e) => return self.error_and_ready(e).await,
         };
         let touches_settings = may_change_settings(sql);
