@@ -28,39 +28,50 @@ const KEPT_EXPECT_ENTRIES: usize = 256;
 
 impl Session {
     /// Takes one extended-protocol message (the frame at the front of the
-    /// client read buffer, moved into the batch); a Sync or Flush runs the
-    /// batch.
-    pub(super) async fn extended_message(&mut self, frame: Frame) -> Result<(), End> {
-        let tag = frame.tag;
-        if self.skip_to_sync {
-            if tag != b'S' {
+    /// client read buffer, moved into the batch) and those right behind it
+    /// that are already buffered, so a pipelined batch makes one pass
+    /// through the session loop; a Sync or Flush runs the batch.
+    pub(super) async fn extended_message(&mut self, first: Frame) -> Result<(), End> {
+        let mut frame = first;
+        loop {
+            let tag = frame.tag;
+            if self.skip_to_sync && tag != b'S' {
                 self.creader.skip(frame);
-                return Ok(());
+            } else {
+                if self.skip_to_sync {
+                    self.skip_to_sync = false;
+                    self.batch.clear();
+                }
+                if self.batch.len() + frame.len
+                    > self.rt.config.proxy.max_message_bytes + MAX_BATCH_EXTRA
+                {
+                    return Err(End::Fatal(
+                        SqlError::fatal(
+                            sqlstate::PROGRAM_LIMIT_EXCEEDED,
+                            "too many pipelined messages without Sync or Flush",
+                        )
+                        .with_hint(
+                            "Send Sync (or Flush) at least every few megabytes of pipelined messages.",
+                        ),
+                    ));
+                }
+                self.batch.extend_from_slice(&self.creader.buf[..frame.len]);
+                self.creader.skip(frame);
+                if tag == b'S' || tag == b'H' {
+                    let batch = std::mem::take(&mut self.batch);
+                    let r = self.run_batch(&batch, tag == b'S').await;
+                    self.batch = batch;
+                    self.batch.clear();
+                    return r;
+                }
             }
-            self.skip_to_sync = false;
-            self.batch.clear();
+            // Anything else (or a frame still arriving) goes back to the
+            // session loop, which also reports a malformed one.
+            match self.creader.peek() {
+                Ok(Some(f)) if is_extended(f.tag) => frame = f,
+                _ => return Ok(()),
+            }
         }
-        if self.batch.len() + frame.len > self.rt.config.proxy.max_message_bytes + MAX_BATCH_EXTRA {
-            return Err(End::Fatal(
-                SqlError::fatal(
-                    sqlstate::PROGRAM_LIMIT_EXCEEDED,
-                    "too many pipelined messages without Sync or Flush",
-                )
-                .with_hint(
-                    "Send Sync (or Flush) at least every few megabytes of pipelined messages.",
-                ),
-            ));
-        }
-        self.batch.extend_from_slice(&self.creader.buf[..frame.len]);
-        self.creader.skip(frame);
-        if tag == b'S' || tag == b'H' {
-            let batch = std::mem::take(&mut self.batch);
-            let r = self.run_batch(&batch, tag == b'S').await;
-            self.batch = batch;
-            self.batch.clear();
-            return r;
-        }
-        Ok(())
     }
 
     /// Routes, translates, sends and relays one batch.
@@ -334,7 +345,7 @@ impl Session {
                             } else {
                                 b.encode_renamed(&stmt.global_name, wire);
                             }
-                            let drops = stmt.touches_settings && may_drop_statements(&stmt.query);
+                            let drops = stmt.touches_settings && may_drop_statements(stmt.query());
                             if let (true, Some(be)) = (drops, backend.as_deref_mut()) {
                                 // DISCARD/DEALLOCATE ALL is about to drop every
                                 // server-side statement (itself included): later
@@ -467,8 +478,8 @@ fn inject_parse(
 ) {
     ParseMsg {
         name,
-        query: &stmt.query,
-        param_types: &stmt.param_types,
+        query: stmt.query(),
+        param_types: stmt.param_types(),
     }
     .encode_renamed(name, wire);
     queue.push_back(Expect::Reply {
@@ -533,6 +544,11 @@ fn missing(name: &str) -> String {
     } else {
         format!("prepared statement \"{name}\" does not exist")
     }
+}
+
+/// Message types of the extended query protocol.
+pub(super) fn is_extended(tag: u8) -> bool {
+    matches!(tag, b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S')
 }
 
 /// True when some message in the batch must reach a backend.

@@ -205,9 +205,7 @@ impl Session {
                         }
                         r
                     }
-                    b'P' | b'B' | b'D' | b'E' | b'C' | b'H' | b'S' => {
-                        self.extended_message(frame).await
-                    }
+                    t if extended::is_extended(t) => self.extended_message(frame).await,
                     b'X' => return End::Client,
                     // CopyData/CopyDone/CopyFail outside COPY: Postgres ignores them too.
                     b'd' | b'c' | b'f' => {

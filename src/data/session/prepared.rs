@@ -20,9 +20,11 @@ pub struct PreparedStmt {
     /// Identity of (query, parameter types); also the backend-side name.
     pub hash: u64,
     pub global_name: String,
-    pub query: String,
-    /// Raw parameter type OIDs from the Parse message.
-    pub param_types: Vec<u8>,
+    /// The query text, a NUL, then the raw parameter type OIDs from the
+    /// Parse message: one allocation, so the per-Parse comparison in
+    /// [`PreparedRegistry::reusable`] touches one place in memory.
+    text: Box<[u8]>,
+    query_len: usize,
     /// True when running it may change session settings (SET, RESET, ...).
     pub touches_settings: bool,
     /// The routing plan, made once at Parse.
@@ -47,11 +49,30 @@ impl PreparedStmt {
         PreparedStmt {
             hash,
             global_name: format!("sp{hash:016x}"),
-            query: query.to_string(),
-            param_types: param_types.to_vec(),
+            text: [query.as_bytes(), &[0], param_types].concat().into(),
+            query_len: query.len(),
             touches_settings: super::settings::may_change_settings(query),
             plan,
         }
+    }
+}
+
+impl PreparedStmt {
+    /// The SQL text.
+    pub fn query(&self) -> &str {
+        // Built from a &str in `new`; never fails.
+        std::str::from_utf8(&self.text[..self.query_len]).unwrap_or_default()
+    }
+
+    /// Raw parameter type OIDs (4 bytes each) as the Parse message had them.
+    pub fn param_types(&self) -> &[u8] {
+        &self.text[self.query_len + 1..]
+    }
+
+    fn is(&self, query: &str, param_types: &[u8]) -> bool {
+        self.query_len == query.len()
+            && self.text[..self.query_len] == *query.as_bytes()
+            && self.param_types() == param_types
     }
 }
 
@@ -83,7 +104,7 @@ impl PreparedRegistry {
         }
         self.unnamed
             .as_ref()
-            .filter(|s| s.query == p.query && s.param_types == p.param_types)
+            .filter(|s| s.is(p.query, p.param_types))
             .cloned()
     }
 
@@ -144,7 +165,14 @@ mod tests {
         r.insert("", Arc::new(PreparedStmt::new("select 1", &[], plan())));
         r.insert("s", Arc::new(PreparedStmt::new("select 2", &[], plan())));
         assert_eq!(r.len(), 2);
-        assert_eq!(r.get("s").unwrap().query, "select 2");
+        assert_eq!(r.get("s").unwrap().query(), "select 2");
+        assert_eq!(r.get("s").unwrap().param_types(), &[] as &[u8]);
+        let t = PreparedStmt::new("select $1", &[0, 0, 0, 23], plan());
+        assert_eq!(
+            (t.query(), t.param_types()),
+            ("select $1", &[0u8, 0, 0, 23][..])
+        );
+        assert!(t.is("select $1", &[0, 0, 0, 23]) && !t.is("select $1", &[]));
         r.remove("s");
         r.remove("");
         assert!(r.is_empty());
