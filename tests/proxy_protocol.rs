@@ -497,3 +497,83 @@ async fn cancel_body() {
     let r = raw.query("SELECT 3").await;
     assert_eq!(data_rows(&r)[0][0], Some(b"3".to_vec()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_batches_in_one_write_and_split_across_writes() {
+    within(60, pipelined_body()).await
+}
+
+/// Batches that arrive together are taken from the read buffer in one pass
+/// (see `extended_message`): each still gets its own answer, an error skips
+/// only to its own Sync, and a batch cut mid-frame waits for the rest.
+async fn pipelined_body() {
+    let c = temp_cluster();
+    let shard = connect(&c.url("postgres")).await;
+    shard
+        .batch_execute(
+            "CREATE TABLE k(id int PRIMARY KEY, v text); INSERT INTO k VALUES (5, 'five')",
+        )
+        .await
+        .unwrap();
+    let p = start_proxy_with(
+        &[("s0", c.url("postgres"))],
+        "",
+        "[[tables]]\nname = \"k\"\nshard_key = \"id\"\n",
+    )
+    .await;
+    let mut raw = Raw::login(p.addr).await;
+    let batch = |sql: &str, value: &[u8]| {
+        [
+            parse_msg("", sql, &[]),
+            bind_msg("", "", &[], &[Some(value)], &[]),
+            execute_msg("", 0),
+            sync_msg(),
+        ]
+        .concat()
+    };
+    let three = [
+        batch("SELECT $1::int + 1", b"41"),
+        batch("SELECT 1 / $1::int", b"0"),
+        batch("SELECT v FROM k WHERE id = $1", b"5"),
+    ]
+    .concat();
+    raw.send(&three).await;
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "12DCZ");
+    assert_eq!(data_rows(&r)[0][0], Some(b"42".to_vec()));
+    // Postgres plans (and folds 1 / 0) at Bind.
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "1EZ");
+    assert_eq!(first_error(&r).unwrap().0, "22012");
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "12DCZ", "{:?}", first_error(&r));
+    assert_eq!(data_rows(&r)[0][0], Some(b"five".to_vec()));
+
+    // A key the proxy cannot route, in a batch ended by Flush: its error
+    // comes at once and what follows is skipped up to Sync, then the next
+    // batch in the same write runs.
+    let flushed = [
+        parse_msg("", "SELECT v FROM k WHERE id = $1", &[]),
+        bind_msg("", "", &[], &[Some(b"not a number")], &[]),
+        msg(b'H', &[]),
+        execute_msg("", 0),
+        sync_msg(),
+        batch("SELECT v FROM k WHERE id = $1", b"5"),
+    ]
+    .concat();
+    raw.send(&flushed).await;
+    let r = raw.until_ready().await;
+    assert_eq!(first_error(&r).unwrap().0, "22P02", "{}", tags(&r));
+    assert_eq!(tags(&r), "EZ");
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "12DCZ", "{:?}", first_error(&r));
+
+    // One batch cut in the middle of a frame.
+    let one = batch("SELECT $1::text || '!'", b"cut");
+    raw.send(&one[..7]).await;
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    raw.send(&one[7..]).await;
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "12DCZ");
+    assert_eq!(data_rows(&r)[0][0], Some(b"cut!".to_vec()));
+}
