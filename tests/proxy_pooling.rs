@@ -390,3 +390,79 @@ async fn rollback_does_not_undo_replayed_settings() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_backends_close_after_the_idle_timeout_only() {
+    within(60, idle_timeout_body()).await
+}
+
+/// A backend is stamped idle by the first reaper round after it comes back
+/// (no clock read per release) and closed by a later round once the timeout
+/// has passed; using it again in between starts its idle time over.
+async fn idle_timeout_body() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::Duration;
+    let c = temp_cluster();
+    let shard = connect(&c.url("postgres")).await;
+    let p = start_proxy(
+        &[("s0", c.url("postgres"))],
+        "pool.size = 1\npool.idle_timeout_ms = 300",
+    )
+    .await;
+    let client = connect(&p.url()).await;
+    let pid_of = || async {
+        let v: i32 = client
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        v
+    };
+    let alive = |pid: i32| {
+        let shard = &shard;
+        async move {
+            let n: i64 = shard
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                    &[&pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n == 1
+        }
+    };
+    let first = pid_of().await;
+    p.wait_pool_idle(0).await;
+    let pool = p.proxy.runtime().pools[0].clone();
+    assert_eq!(pool.stats.idle.load(Relaxed), 1);
+
+    // Stamped now, kept; used again before the timeout: kept again.
+    pool.reap_idle();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(pid_of().await, first);
+    p.wait_pool_idle(0).await;
+    pool.reap_idle();
+    assert_eq!(
+        pool.stats.idle.load(Relaxed),
+        1,
+        "a just-used backend was closed"
+    );
+
+    // Idle past the timeout since it was stamped: closed on the shard too.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    pool.reap_idle();
+    assert_eq!(pool.stats.idle.load(Relaxed), 0);
+    let mut gone = false;
+    for _ in 0..50 {
+        if !alive(first).await {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(gone, "the reaped backend is still connected");
+
+    // The next statement opens a new backend.
+    assert_ne!(pid_of().await, first);
+}
