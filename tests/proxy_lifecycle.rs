@@ -98,3 +98,39 @@ async fn shutdown_body() {
     served.unwrap().unwrap();
     assert_eq!(p.proxy.clients.count(), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelining_client_is_stopped_at_its_transaction_boundary() {
+    within(60, pipelining_body()).await
+}
+
+/// A client whose next message is always already buffered never lets the
+/// session wait on its socket: the drain must still end it once its
+/// transaction is over, before it runs anything else.
+async fn pipelining_body() {
+    let c = temp_cluster();
+    let p = start_proxy(&[("s0", c.url("postgres"))], "").await;
+    let mut raw = Raw::login(p.addr).await;
+    assert_eq!(tags(&raw.query("BEGIN").await), "CZ");
+    let pipeline = [
+        msg(b'Q', &cstr("SELECT pg_sleep(0.3)")),
+        msg(b'Q', &cstr("COMMIT")),
+        msg(b'Q', &cstr("SELECT 'after the drain began'")),
+    ]
+    .concat();
+    raw.send(&pipeline).await;
+    // The drain starts while the first statement runs on the shard.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    shardproxy::runtime::listener::begin_shutdown(&p.proxy);
+    let mut seen = String::new();
+    let mut fatal = None;
+    while let Some((tag, body)) = raw.recv().await {
+        seen.push(tag as char);
+        if tag == b'E' {
+            fatal = Some(error_fields(&body).0);
+        }
+    }
+    // pg_sleep's reply, COMMIT's, then 57P01 instead of the third query.
+    assert_eq!(seen, "TDCZCZE", "{fatal:?}");
+    assert_eq!(fatal.as_deref(), Some("57P01"));
+}

@@ -32,6 +32,7 @@ use bytes::BytesMut;
 use client_stream::ClientStream;
 use prepared::PreparedRegistry;
 use settings::Settings;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -163,7 +164,10 @@ impl Session {
         let mut stopping = false;
         loop {
             // Outside a transaction (a BEGIN the proxy answered, not yet
-            // sent to a shard, holds no backend but is one).
+            // sent to a shard, holds no backend but is one). `draining` is
+            // set before the channel fires; it catches a client whose next
+            // message is always ready, so `stop` is never polled.
+            stopping = stopping || self.proxy.draining.load(Ordering::Relaxed);
             if stopping && self.lease.is_none() && self.tx == b'I' {
                 return End::Fatal(
                     SqlError::fatal(
