@@ -13,6 +13,8 @@ pub mod startup;
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod properties;
 
 pub use error::SqlError;
 pub use frame::{Frame, FrameError, FrameReader};

@@ -31,6 +31,8 @@ mod keys;
 mod lex;
 pub mod normalize;
 mod plan;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod properties;
 mod resolve;
 mod scope;
 mod session_state;

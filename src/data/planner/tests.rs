@@ -9,57 +9,10 @@ mod statements;
 use std::sync::Arc;
 
 use super::*;
-use crate::config::Config;
 use crate::data::router::ShardMap;
 
-const CONFIG: &str = r#"
-[[tables]]
-name = "orders"
-shard_key = "customer_id"
-key_type = "bigint"
-
-[[tables]]
-name = "items"
-shard_key = "customer_id"
-key_type = "integer"
-
-[[tables]]
-name = "customers"
-shard_key = "id"
-key_type = "bigint"
-
-[[tables]]
-name = "users"
-shard_key = "id"
-key_type = "text"
-colocation = "users"
-
-[[tables]]
-name = "sessions"
-shard_key = "user_id"
-key_type = "text"
-colocation = "users"
-
-[[tables]]
-name = "countries"
-reference = true
-
-[[tables]]
-name = "pgbench_accounts"
-shard_key = "aid"
-key_type = "integer"
-colocation = "pgbench"
-"#;
-
 pub(super) fn map() -> ShardMap {
-    let mut s = String::new();
-    for i in 0..4 {
-        s.push_str(&format!(
-            "[[shards]]\nname = \"s{i}\"\nurl = \"postgres://postgres@127.0.0.1:5432/postgres\"\n"
-        ));
-    }
-    s.push_str(CONFIG);
-    ShardMap::from_config(&Config::parse(&s, "test.toml").unwrap()).unwrap()
+    properties::map()
 }
 
 pub(super) fn planner() -> Planner {
@@ -373,17 +326,15 @@ mod never_panics {
 
         #[test]
         fn arbitrary_text(s in "\\PC{0,200}") {
-            let _ = planner().plan(&s);
+            let map = map();
+            properties::check_text(&properties::uncached_planner(&map), &map, &s);
         }
 
         #[test]
         fn sql_like_word_salad(words in proptest::collection::vec(0..WORDS.len(), 0..40)) {
             let s: Vec<&str> = words.iter().map(|&i| WORDS[i]).collect();
-            let plan = planner().plan(&s.join(" "));
-            for st in &plan.stmts {
-                // Whatever the plan, resolving it never panics either.
-                let _ = resolve(&st.target, &Params::none(), &map());
-            }
+            let map = map();
+            properties::check_text(&properties::uncached_planner(&map), &map, &s.join(" "));
         }
     }
 }
