@@ -23,6 +23,19 @@ async fn still_works(witness: &tokio_postgres::Client, n: i32) {
     assert_eq!(v, n + 1);
 }
 
+/// The one int4 a statement without parameters returns.
+async fn int_of(client: &tokio_postgres::Client, sql: &str) -> i32 {
+    client.query_one(sql, &[]).await.unwrap().get(0)
+}
+
+/// A statement refused with 08006 and a message naming `shard`.
+async fn refused_naming(client: &tokio_postgres::Client, sql: &str, shard: &str) {
+    let e = client.simple_query(sql).await.unwrap_err();
+    assert_eq!(code_of(&e), "08006", "{sql}: {e}");
+    let m = e.as_db_error().unwrap().message().to_string();
+    assert!(m.contains(&format!("\"{shard}\"")), "{m}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_input_ends_only_that_connection() {
     within(60, malformed_body()).await
@@ -486,35 +499,17 @@ async fn down_body() {
 
     // A shard nobody listens for: 08006 naming it, the session goes on.
     for _ in 0..2 {
-        let e = client.simple_query(&on("s2")).await.unwrap_err();
-        assert_eq!(code_of(&e), "08006", "{e}");
-        let m = e.as_db_error().unwrap().message().to_string();
-        assert!(m.contains("\"s2\""), "{m}");
+        refused_naming(&client, &on("s2"), "s2").await;
     }
-    let v: i32 = client
-        .query_one(on("s1").as_str(), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(v, p1);
+    assert_eq!(int_of(&client, on("s1").as_str()).await, p1);
 
     // A shard that goes down: a transaction open on it dies with it (FATAL
     // 08006, as when Postgres itself goes away); statements for it fail with
     // 08006 naming it; the other shard keeps serving the same session.
     in_tx.batch_execute("BEGIN").await.unwrap();
-    let v: i32 = in_tx
-        .query_one(on("s0").as_str(), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(v, p0);
+    assert_eq!(int_of(&in_tx, on("s0").as_str()).await, p0);
     // An idle pooled backend of s0, used just now.
-    let v: i32 = client
-        .query_one(on("s0").as_str(), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(v, p0);
+    assert_eq!(int_of(&client, on("s0").as_str()).await, p0);
     cs[0].cluster_mut().stop().unwrap();
     let e = in_tx.simple_query("SELECT 1").await.unwrap_err();
     // Postgres' own "terminating connection" (57P01) may arrive first.
@@ -527,34 +522,24 @@ async fn down_body() {
         "a session whose transaction died with its shard is closed"
     );
     for round in 0..3 {
-        let e = client.simple_query(&on("s0")).await.unwrap_err();
-        assert_eq!(code_of(&e), "08006", "round {round}: {e}");
-        let m = e.as_db_error().unwrap().message().to_string();
-        assert!(m.contains("\"s0\""), "{m}");
+        refused_naming(&client, &on("s0"), "s0").await;
         // The extended protocol too (routed to the default shard, s0).
         let e = client
             .query_one("SELECT $1::int", &[&1i32])
             .await
             .unwrap_err();
         assert_eq!(code_of(&e), "08006", "round {round}: {e}");
-        let v: i32 = client
-            .query_one(on("s1").as_str(), &[])
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(v, p1);
+        assert_eq!(int_of(&client, on("s1").as_str()).await, p1);
     }
     // New clients can still connect and use s1 with a session hint.
     let late = connect(&p.url()).await;
     late.batch_execute("SET shardproxy.shard = 's1'")
         .await
         .unwrap();
-    let v: i32 = late
-        .query_one("SELECT current_setting('port')::int", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(v, p1);
+    assert_eq!(
+        int_of(&late, "SELECT current_setting('port')::int").await,
+        p1
+    );
     let v: i32 = late
         .query_one("SELECT current_setting('port')::int + $1", &[&0i32])
         .await
@@ -566,12 +551,7 @@ async fn down_body() {
     // without restarting the proxy.
     let data = cs[0].data_dir().to_path_buf();
     let _restarted = LocalCluster::start(&data, cs[0].port()).expect("restart s0");
-    let v: i32 = client
-        .query_one(on("s0").as_str(), &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(v, p0);
+    assert_eq!(int_of(&client, on("s0").as_str()).await, p0);
     let v: i32 = client
         .query_one("SELECT current_setting('port')::int + $1", &[&0i32])
         .await
@@ -579,10 +559,8 @@ async fn down_body() {
         .get(0);
     assert_eq!(v, p0);
     late.batch_execute("RESET shardproxy.shard").await.unwrap();
-    let v: i32 = late
-        .query_one("SELECT current_setting('port')::int", &[])
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(v, p0);
+    assert_eq!(
+        int_of(&late, "SELECT current_setting('port')::int").await,
+        p0
+    );
 }
