@@ -194,7 +194,8 @@ impl Session {
     /// Where a batch runs: every Bind's statement is routed with its
     /// parameters; statements needing no particular shard go along.
     fn route_batch(&self, batch: &[u8]) -> Result<Dispatch, SqlError> {
-        let mut parsed: Vec<(&str, Arc<Plan>)> = Vec::new();
+        // Inline for the usual one or two Parses: no allocation per batch.
+        let mut parsed: smallvec::SmallVec<[(&str, Arc<Plan>); 2]> = smallvec::SmallVec::new();
         let mut chosen = Dispatch::Any;
         let mut binds = 0;
         for (tag, body) in frames(batch) {

@@ -161,6 +161,10 @@ impl Session {
             let _ = shutdown.wait_for(|down| *down).await;
         };
         tokio::pin!(stop);
+        // `stop` is polled once to register its waiter, then only after the
+        // draining flag (set before the channel fires) says it may be ready:
+        // each poll of a registered watch waiter takes its lock.
+        let mut stop_registered = false;
         let mut stopping = false;
         loop {
             // Outside a transaction (a BEGIN the proxy answered, not yet
@@ -189,7 +193,13 @@ impl Session {
                     }
                     Err(_) => return End::Client,
                 },
-                _ = &mut stop, if !stopping => {
+                _ = std::future::poll_fn(|cx| {
+                    if stop_registered && !self.proxy.draining.load(Ordering::Acquire) {
+                        return std::task::Poll::Pending;
+                    }
+                    stop_registered = true;
+                    std::future::Future::poll(stop.as_mut(), cx)
+                }), if !stopping => {
                     stopping = true;
                     continue;
                 }
