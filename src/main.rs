@@ -5,11 +5,6 @@ use shardproxy::config::Config;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// mimalloc: the data path's few small allocations per statement (plan
-/// literals, Bind parameters) cost less than with glibc malloc.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser)]
 #[command(
     name = "shardproxy",
