@@ -466,3 +466,97 @@ async fn idle_timeout_body() {
     // The next statement opens a new backend.
     assert_ne!(pid_of().await, first);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_pool_queues_clients_and_times_out_with_53300() {
+    within(60, full_pool_body()).await
+}
+
+/// With one backend: a client waits while another holds it in a
+/// transaction, runs as soon as it is returned, and gets 53300 naming the
+/// shard if it is held past the checkout timeout; many clients sharing two
+/// backends all finish, on no more than two server processes.
+async fn full_pool_body() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::time::{Duration, Instant};
+    let c = temp_cluster();
+    let p = start_proxy(
+        &[("s0", c.url("postgres"))],
+        "pool.size = 1\npool.checkout_timeout_ms = 400",
+    )
+    .await;
+    let holder = connect(&p.url()).await;
+    let waiter = connect(&p.url()).await;
+    let pool = p.proxy.runtime().pools[0].clone();
+
+    // Returned within the timeout: the waiter runs right after the COMMIT.
+    holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let started = Instant::now();
+    let queued = tokio::spawn(async move {
+        let r = waiter
+            .query_one("SELECT 7", &[])
+            .await
+            .map(|r| r.get::<_, i32>(0));
+        (r, waiter)
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(
+        pool.stats.waiting.load(Relaxed),
+        1,
+        "the second client is not waiting"
+    );
+    holder.batch_execute("COMMIT").await.unwrap();
+    let (r, waiter) = queued.await.unwrap();
+    assert_eq!(r.unwrap(), 7);
+    assert!(started.elapsed() < Duration::from_millis(400));
+    assert_eq!(pool.stats.waiting.load(Relaxed), 0);
+
+    // Held past the timeout: 53300 naming the shard; the session carries on.
+    holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    let e = waiter.query_one("SELECT 8", &[]).await.unwrap_err();
+    let db = e.as_db_error().expect("an ErrorResponse");
+    assert_eq!(db.code().code(), "53300");
+    assert!(db.message().contains("\"s0\""), "{}", db.message());
+    holder.batch_execute("COMMIT").await.unwrap();
+    let v: i32 = waiter.query_one("SELECT 9", &[]).await.unwrap().get(0);
+    assert_eq!(v, 9);
+    p.wait_pool_idle(0).await;
+    assert_eq!(pool.stats.idle.load(Relaxed), 1);
+    drop((holder, waiter));
+
+    // Twelve clients, two backends, short transactions back to back.
+    let p = start_proxy(
+        &[("s0", c.url("postgres"))],
+        "pool.size = 2\npool.checkout_timeout_ms = 10000",
+    )
+    .await;
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let url = p.url();
+        tasks.push(tokio::spawn(async move {
+            let client = connect(&url).await;
+            let mut pids = HashSet::new();
+            for j in 0..40 {
+                let tx = format!("BEGIN; SELECT {i} * 1000 + {j}; COMMIT");
+                client.batch_execute(&tx).await.unwrap();
+                let pid: i32 = client
+                    .query_one("SELECT pg_backend_pid()", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                pids.insert(pid);
+            }
+            pids
+        }));
+    }
+    let mut all = HashSet::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    assert!(
+        all.len() <= 2,
+        "pool.size = 2 but backends {all:?} ran statements"
+    );
+    p.wait_pool_idle(0).await;
+    assert_eq!(p.proxy.runtime().pools[0].stats.waiting.load(Relaxed), 0);
+}

@@ -4,6 +4,12 @@
 //! and waiting counts per shard for `SHOW POOLS` and metrics, a synchronous
 //! return path (a `Lease` dropped anywhere closes its backend), and the
 //! 08006/53300 errors named after the shard; the code is small.
+//!
+//! A checkout and a return each take one uncontended lock and nothing else
+//! when a slot is free: slots and idle backends share that lock, so there is
+//! no semaphore beside it (a tokio semaphore's release takes its own lock
+//! every time). Only a checkout that finds the pool full waits, on a
+//! [`Notify`] that returns signal while anyone is waiting.
 
 use super::addr::BackendAddr;
 use super::backend::Backend;
@@ -11,9 +17,11 @@ use super::stats::ShardStats;
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::SqlError;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::MutexGuard;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Notify;
 
 /// Pool limits and timeouts (from `[pool]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,15 +49,25 @@ pub struct ShardPool {
     pub name: String,
     pub addr: BackendAddr,
     pub settings: PoolSettings,
-    /// Boxed so checkout and release move a pointer, not the whole
-    /// connection state.
-    #[allow(clippy::vec_box)]
-    idle: Mutex<Vec<Box<Backend>>>,
-    permits: Arc<Semaphore>,
+    slots: Mutex<Slots>,
+    /// Signalled when a slot comes back while a checkout waits.
+    freed: Notify,
     pub stats: ShardStats,
     /// Two-phase commit on this shard: 0 not checked yet, 1 possible, 2 not
     /// (`max_prepared_transactions = 0`).
     pub twophase: std::sync::atomic::AtomicU8,
+}
+
+/// What the pool's lock guards. `taken` counts leases (and connects in
+/// progress); with the idle backends they never exceed `settings.size`,
+/// because a backend is only opened for a taken slot with none idle.
+#[derive(Debug, Default)]
+struct Slots {
+    taken: usize,
+    /// Boxed so checkout and release move a pointer, not the whole
+    /// connection state.
+    #[allow(clippy::vec_box)]
+    idle: Vec<Box<Backend>>,
 }
 
 impl ShardPool {
@@ -57,64 +75,127 @@ impl ShardPool {
         Arc::new(ShardPool {
             name: name.to_string(),
             addr,
-            permits: Arc::new(Semaphore::new(settings.size)),
             settings,
-            idle: Mutex::new(Vec::new()),
+            slots: Mutex::new(Slots::default()),
+            freed: Notify::new(),
             stats: ShardStats::new(name),
             twophase: std::sync::atomic::AtomicU8::new(0),
         })
     }
 
+    /// The pool's state. Nothing panics while holding the lock, so a
+    /// poisoned one is still consistent.
+    fn slots(&self) -> MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes the in-use and idle counts (plain stores under the lock).
+    fn publish(&self, s: &Slots) {
+        self.stats.in_use.store(s.taken, Relaxed);
+        self.stats.idle.store(s.idle.len(), Relaxed);
+    }
+
+    /// Takes a slot if one is free, with the most recently returned idle
+    /// backend if there is one.
+    fn take_slot(&self) -> Option<Option<Box<Backend>>> {
+        let mut s = self.slots();
+        if s.taken >= self.settings.size {
+            return None;
+        }
+        s.taken += 1;
+        let b = s.idle.pop();
+        self.publish(&s);
+        Some(b)
+    }
+
+    /// Gives a slot back, with its backend when that is clean.
+    fn return_slot(&self, backend: Option<Box<Backend>>) {
+        {
+            let mut s = self.slots();
+            s.taken = s.taken.saturating_sub(1);
+            if let Some(mut b) = backend {
+                // No clock read per release: the reaper stamps it on its next round.
+                b.idle_since = None;
+                s.idle.push(b);
+            }
+            self.publish(&s);
+        }
+        // A waiter counts itself before it looks for a slot, and looks under
+        // the lock released above: either it saw this slot, or this load
+        // sees it waiting (both SeqCst).
+        if self.stats.waiting.load(SeqCst) > 0 {
+            self.freed.notify_one();
+        }
+    }
+
+    /// Waits up to the checkout timeout for a slot.
+    async fn wait_for_slot(&self) -> Result<Option<Box<Backend>>, SqlError> {
+        self.stats.waiting.fetch_add(1, SeqCst);
+        let deadline = tokio::time::Instant::now() + self.settings.checkout_timeout;
+        let r = loop {
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            // Registered before looking, so a return in between is not missed.
+            notified.as_mut().enable();
+            if let Some(slot) = self.take_slot() {
+                break Ok(slot);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break Err(SqlError::new(
+                    sqlstate::TOO_MANY_CONNECTIONS,
+                    format!(
+                        "no connection to shard \"{}\" became free within {:?}",
+                        self.name, self.settings.checkout_timeout
+                    ),
+                )
+                .with_hint(
+                    "Raise pool.size or pool.checkout_timeout_ms, or shorten transactions.",
+                ));
+            }
+        };
+        self.stats.waiting.fetch_sub(1, SeqCst);
+        r
+    }
+
     /// Takes an idle backend or opens a new one, waiting for a free slot up
     /// to the checkout timeout.
     pub async fn checkout(self: &Arc<Self>) -> Result<Lease, SqlError> {
-        let permit =
-            match self.permits.clone().try_acquire_owned() {
-                Ok(p) => p,
-                Err(_) => {
-                    self.stats.waiting.fetch_add(1, Relaxed);
-                    let r = tokio::time::timeout(
-                        self.settings.checkout_timeout,
-                        self.permits.clone().acquire_owned(),
-                    )
-                    .await;
-                    self.stats.waiting.fetch_sub(1, Relaxed);
-                    match r {
-                        Ok(Ok(p)) => p,
-                        _ => return Err(SqlError::new(
-                            sqlstate::TOO_MANY_CONNECTIONS,
-                            format!(
-                                "no connection to shard \"{}\" became free within {:?}",
-                                self.name, self.settings.checkout_timeout
-                            ),
-                        )
-                        .with_hint(
-                            "Raise pool.size or pool.checkout_timeout_ms, or shorten transactions.",
-                        )),
-                    }
+        let mut candidate = match self.take_slot() {
+            Some(c) => c,
+            None => self.wait_for_slot().await?,
+        };
+        // From here the slot is the lease's: every early return gives it back.
+        let mut lease = Lease {
+            pool: self.clone(),
+            backend: None,
+            clean: false,
+        };
+        loop {
+            match candidate.take() {
+                // The server may have closed it meanwhile (shutdown,
+                // restart, pg_terminate_backend), even a moment ago: its
+                // FATAL must not reach the next client. One non-blocking
+                // read, far cheaper than the query that follows.
+                Some(b) if b.is_alive() => {
+                    lease.backend = Some(b);
+                    return Ok(lease);
                 }
-            };
-        let backend = loop {
-            let candidate = self.idle.lock().map(|mut v| v.pop()).unwrap_or(None);
-            match candidate {
-                Some(b) => {
-                    self.stats.idle.fetch_sub(1, Relaxed);
-                    // The server may have closed it meanwhile (shutdown,
-                    // restart, pg_terminate_backend), even a moment ago: its
-                    // FATAL must not reach the next client. One non-blocking
-                    // read, far cheaper than the query that follows.
-                    if b.is_alive() {
-                        break b;
-                    }
+                Some(dead) => {
+                    drop(dead);
+                    let mut s = self.slots();
+                    candidate = s.idle.pop();
+                    self.publish(&s);
                 }
                 None => {
                     self.stats.connects.fetch_add(1, Relaxed);
-                    match Backend::connect(&self.addr, &self.name, self.settings.connect_timeout)
-                        .await
-                    {
+                    let connected =
+                        Backend::connect(&self.addr, &self.name, self.settings.connect_timeout)
+                            .await;
+                    match connected {
                         Ok(b) => {
                             self.stats.up.store(true, Relaxed);
-                            break Box::new(b);
+                            lease.backend = Some(Box::new(b));
+                            return Ok(lease);
                         }
                         Err(e) => {
                             self.stats.up.store(false, Relaxed);
@@ -125,21 +206,6 @@ impl ShardPool {
                     }
                 }
             }
-        };
-        self.stats.in_use.fetch_add(1, Relaxed);
-        Ok(Lease {
-            pool: self.clone(),
-            backend: Some(backend),
-            _permit: permit,
-        })
-    }
-
-    fn give_back(&self, mut b: Box<Backend>) {
-        // No clock read per release: the reaper stamps it on its next round.
-        b.idle_since = None;
-        if let Ok(mut idle) = self.idle.lock() {
-            idle.push(b);
-            self.stats.idle.fetch_add(1, Relaxed);
         }
     }
 
@@ -147,24 +213,36 @@ impl ShardPool {
     /// backend returned since the last round is stamped now, so one is
     /// closed between the timeout and the timeout plus the reaper's period.
     pub fn reap_idle(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            let before = idle.len();
-            let limit = self.settings.idle_timeout;
-            let now = Instant::now();
-            idle.retain_mut(|b| {
+        let limit = self.settings.idle_timeout;
+        let now = Instant::now();
+        let mut expired = Vec::new();
+        {
+            let mut s = self.slots();
+            let mut kept = Vec::with_capacity(s.idle.len());
+            for mut b in s.idle.drain(..) {
                 let since = *b.idle_since.get_or_insert(now);
-                now.duration_since(since) < limit
-            });
-            self.stats.idle.fetch_sub(before - idle.len(), Relaxed);
+                if now.duration_since(since) < limit {
+                    kept.push(b);
+                } else {
+                    expired.push(b);
+                }
+            }
+            s.idle = kept;
+            self.publish(&s);
         }
+        // Closed outside the lock.
+        drop(expired);
     }
 
     /// Closes every idle backend (on shutdown or when the shard is removed).
     pub fn close_idle(&self) {
-        if let Ok(mut idle) = self.idle.lock() {
-            self.stats.idle.fetch_sub(idle.len(), Relaxed);
-            idle.clear();
-        }
+        let idle = {
+            let mut s = self.slots();
+            let idle = std::mem::take(&mut s.idle);
+            self.publish(&s);
+            idle
+        };
+        drop(idle);
     }
 
     /// Backends currently handed out.
@@ -173,13 +251,15 @@ impl ShardPool {
     }
 }
 
-/// A backend checked out of a pool. Dropping a lease closes its backend;
-/// [`Lease::release`] returns it for reuse (only when it is clean).
+/// A backend checked out of a pool: it holds one of the pool's slots.
+/// Dropping a lease closes its backend; [`Lease::release`] returns it for
+/// reuse (only when it is clean).
 #[derive(Debug)]
 pub struct Lease {
     pool: Arc<ShardPool>,
     backend: Option<Box<Backend>>,
-    _permit: OwnedSemaphorePermit,
+    /// Set by [`Lease::release`]: the backend goes back to the idle list.
+    clean: bool,
 }
 
 impl Lease {
@@ -198,16 +278,20 @@ impl Lease {
 
     /// Returns a clean backend (idle, no open transaction) to the pool.
     pub fn release(mut self) {
-        if let Some(b) = self.backend.take() {
-            self.pool.give_back(b);
-        }
+        self.clean = true;
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.pool.stats.in_use.fetch_sub(1, Relaxed);
-        // A backend still here was not released clean: closing it is the safe choice.
-        self.backend.take();
+        let backend = self.backend.take();
+        if self.clean {
+            self.pool.return_slot(backend);
+        } else {
+            // Not released clean: closing it is the safe choice, and it is
+            // closed before its slot can open another.
+            drop(backend);
+            self.pool.return_slot(None);
+        }
     }
 }
