@@ -576,4 +576,37 @@ async fn pipelined_body() {
     let r = raw.until_ready().await;
     assert_eq!(tags(&r), "12DCZ");
     assert_eq!(data_rows(&r)[0][0], Some(b"cut!".to_vec()));
+
+    // Several unnamed statements in one batch, the first one again last:
+    // each Bind runs the statement of the Parse just before it.
+    let step = |sql: &str, value: &[u8]| {
+        [
+            parse_msg("", sql, &[]),
+            bind_msg("", "", &[], &[Some(value)], &[]),
+            execute_msg("", 0),
+        ]
+        .concat()
+    };
+    let mixed = [
+        step("SELECT $1::int + 1", b"41"),
+        step("SELECT v FROM k WHERE id = $1", b"5"),
+        step("SELECT $1::int + 1", b"6"),
+        sync_msg(),
+    ]
+    .concat();
+    raw.send(&mixed).await;
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "12DC12DC12DCZ", "{:?}", first_error(&r));
+    let values: Vec<_> = data_rows(&r)
+        .into_iter()
+        .map(|row| row[0].clone())
+        .collect();
+    assert_eq!(
+        values,
+        [
+            Some(b"42".to_vec()),
+            Some(b"five".to_vec()),
+            Some(b"7".to_vec())
+        ]
+    );
 }

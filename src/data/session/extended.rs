@@ -76,6 +76,14 @@ impl Session {
 
     /// Routes, translates, sends and relays one batch.
     async fn run_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
+        let r = self.dispatch_batch(batch, sync).await;
+        // The statements routing made are keyed by offsets in this batch
+        // only: never let a later batch's `translate` see them.
+        self.parsed_in_batch.clear();
+        r
+    }
+
+    async fn dispatch_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
         // Inside a deferred BEGIN, a batch that executes nothing (Parse,
         // Describe: a client preparing its next statement) must not pin the
         // transaction: it runs on a backend outside the transaction, and
@@ -193,21 +201,20 @@ impl Session {
 
     /// Where a batch runs: every Bind's statement is routed with its
     /// parameters; statements needing no particular shard go along.
-    fn route_batch(&self, batch: &[u8]) -> Result<Dispatch, SqlError> {
+    fn route_batch(&mut self, batch: &[u8]) -> Result<Dispatch, SqlError> {
         // Inline for the usual one or two Parses: no allocation per batch.
         let mut parsed: smallvec::SmallVec<[(&str, Arc<Plan>); 2]> = smallvec::SmallVec::new();
         let mut chosen = Dispatch::Any;
         let mut binds = 0;
+        self.parsed_in_batch.clear();
         for (tag, body) in frames(batch) {
             match tag {
                 b'P' => {
                     if let Ok(p) = ParseMsg::decode(body) {
                         parsed.retain(|(n, _)| *n != p.name);
-                        let plan = match self.prepared.reusable(&p) {
-                            Some(s) => s.plan.clone(),
-                            None => self.rt.planner.plan(p.query),
-                        };
-                        parsed.push((p.name, plan));
+                        let stmt = self.statement_of(&p);
+                        parsed.push((p.name, stmt.plan.clone()));
+                        self.parsed_in_batch.push((frame_start(batch, body), stmt));
                     }
                 }
                 b'B' => {
@@ -306,13 +313,10 @@ impl Session {
                         failed = true;
                         continue;
                     }
-                    let stmt = match self.prepared.reusable(&p) {
-                        Some(s) => s,
-                        None => Arc::new(PreparedStmt::new(
-                            p.query,
-                            p.param_types,
-                            self.rt.planner.plan(p.query),
-                        )),
+                    let at = frame_start(batch, body);
+                    let stmt = match self.parsed_in_batch.iter().find(|(o, _)| *o == at) {
+                        Some((_, s)) => s.clone(),
+                        None => self.statement_of(&p),
                     };
                     self.prepared.insert(p.name, stmt.clone());
                     if p.name.is_empty() {
@@ -435,6 +439,19 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// The statement a Parse makes: the client's unnamed one again when the
+    /// Parse repeats it, else a new one planned now.
+    fn statement_of(&self, p: &ParseMsg<'_>) -> Arc<PreparedStmt> {
+        match self.prepared.reusable(p) {
+            Some(s) => s,
+            None => Arc::new(PreparedStmt::new(
+                p.query,
+                p.param_types,
+                self.rt.planner.plan(p.query),
+            )),
+        }
     }
 
     /// Makes sure statement `name` exists on the backend; returns it (its

@@ -82,6 +82,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         query_buf: Vec::new(),
         wire_buf: BytesMut::new(),
         expect_buf: Default::default(),
+        parsed_in_batch: Vec::new(),
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -144,6 +145,9 @@ pub struct Session {
     /// (kept between batches; see `extended`).
     wire_buf: BytesMut,
     expect_buf: std::collections::VecDeque<relay::Expect>,
+    /// The statement each Parse of the current batch makes, by the Parse's
+    /// offset in the batch: made once while routing, used by `translate`.
+    parsed_in_batch: Vec<(usize, Arc<prepared::PreparedStmt>)>,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
