@@ -9,7 +9,7 @@
 //! | `shardproxy_errors_total` | counter | `shard` | errors from the shard, failed connects and lost connections |
 //! | `shardproxy_bytes_sent_total` | counter | `shard` | bytes sent to the shard |
 //! | `shardproxy_bytes_received_total` | counter | `shard` | bytes received from the shard |
-//! | `shardproxy_pool_in_use` | gauge | `shard` | backends leased to clients |
+//! | `shardproxy_pool_in_use` | gauge | `shard` | backends leased to clients (including connections being opened for them) |
 //! | `shardproxy_pool_idle` | gauge | `shard` | idle backends kept open |
 //! | `shardproxy_pool_waiting` | gauge | `shard` | clients waiting for a free backend |
 //! | `shardproxy_shard_up` | gauge | `shard` | 1 unless the last connect to the shard failed |

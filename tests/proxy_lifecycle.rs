@@ -134,3 +134,50 @@ async fn pipelining_body() {
     assert_eq!(seen, "TDCZCZE", "{fatal:?}");
     assert_eq!(fatal.as_deref(), Some("57P01"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_clients_are_stopped_however_busy_their_session_was() {
+    within(60, busy_then_idle_body()).await
+}
+
+/// A session registers for the shutdown signal when it first waits for its
+/// client, which may come at the end of a long burst of work in one poll of
+/// its task (here: startup and `n` statements the proxy answers itself, all
+/// in one write). Whatever the burst, the idle session must be told 57P01 at
+/// once. (The registering future is also unconstrained by tokio's
+/// cooperative budget, see `Session::serve`: this test did not manage to
+/// exhaust that budget at the registering poll, so it guards the scenario,
+/// not that detail.)
+async fn busy_then_idle_body() {
+    let c = temp_cluster();
+    let p = start_proxy(
+        &[("s0", c.url("postgres"))],
+        "proxy.auth = \"trust\"\nproxy.max_clients = 1000",
+    )
+    .await;
+    let answered = msg(b'Q', &cstr("RESET shardproxy.shard"));
+    let mut clients = Vec::new();
+    for n in 0..=300 {
+        let mut raw = Raw::connect(p.addr).await;
+        let mut burst = startup_packet(196608, &[("user", USER), ("database", "postgres")]);
+        for _ in 0..n {
+            burst.extend_from_slice(&answered);
+        }
+        raw.send(&burst).await;
+        let mut ready = 0;
+        while ready < n + 1 {
+            let (tag, body) = raw.recv().await.expect("connection closed");
+            assert_ne!(tag, b'E', "{:?}", error_fields(&body));
+            ready += usize::from(tag == b'Z');
+        }
+        clients.push((n, raw));
+    }
+    shardproxy::runtime::listener::begin_shutdown(&p.proxy);
+    for (n, mut raw) in clients {
+        assert_eq!(
+            raw.code_then_close().await.as_deref(),
+            Some("57P01"),
+            "client {n}"
+        );
+    }
+}

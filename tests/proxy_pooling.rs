@@ -491,7 +491,6 @@ async fn full_pool_body() {
 
     // Returned within the timeout: the waiter runs right after the COMMIT.
     holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
-    let started = Instant::now();
     let queued = tokio::spawn(async move {
         let r = waiter
             .query_one("SELECT 7", &[])
@@ -506,9 +505,24 @@ async fn full_pool_body() {
         "the second client is not waiting"
     );
     holder.batch_execute("COMMIT").await.unwrap();
-    let (r, waiter) = queued.await.unwrap();
+    // The returned backend is handed to the waiter: the holder's next
+    // statement queues behind it instead of taking the backend back.
+    let next = async {
+        let r = holder.query_one("SELECT pg_sleep(0.3)::text", &[]).await;
+        (r, Instant::now())
+    };
+    let queued = async {
+        let r = queued.await;
+        (r, Instant::now())
+    };
+    let ((next, next_at), (queued, served_at)) = tokio::join!(next, queued);
+    next.unwrap();
+    let (r, waiter) = queued.unwrap();
     assert_eq!(r.unwrap(), 7);
-    assert!(started.elapsed() < Duration::from_millis(400));
+    assert!(
+        served_at < next_at,
+        "the waiter ran after the holder's next statement"
+    );
     assert_eq!(pool.stats.waiting.load(Relaxed), 0);
 
     // Held past the timeout: 53300 naming the shard; the session carries on.

@@ -6,22 +6,23 @@
 //! 08006/53300 errors named after the shard; the code is small.
 //!
 //! A checkout and a return each take one uncontended lock and nothing else
-//! when a slot is free: slots and idle backends share that lock, so there is
-//! no semaphore beside it (a tokio semaphore's release takes its own lock
-//! every time). Only a checkout that finds the pool full waits, on a
-//! [`Notify`] that returns signal while anyone is waiting.
+//! when a slot is free: slots, idle backends and the queue of waiting
+//! checkouts share that lock, so there is no semaphore beside it (a tokio
+//! semaphore's release takes its own lock every time). A checkout that
+//! finds the pool full queues; a return hands its slot (and its backend, if
+//! clean) to the oldest waiter, so waiters are served in order and a new
+//! checkout never takes a slot from under one.
 
 use super::addr::BackendAddr;
 use super::backend::Backend;
 use super::stats::ShardStats;
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::SqlError;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::atomic::Ordering::SeqCst;
-use std::sync::MutexGuard;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::Notify;
+use tokio::sync::oneshot;
 
 /// Pool limits and timeouts (from `[pool]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,17 +51,20 @@ pub struct ShardPool {
     pub addr: BackendAddr,
     pub settings: PoolSettings,
     slots: Mutex<Slots>,
-    /// Signalled when a slot comes back while a checkout waits.
-    freed: Notify,
     pub stats: ShardStats,
     /// Two-phase commit on this shard: 0 not checked yet, 1 possible, 2 not
     /// (`max_prepared_transactions = 0`).
     pub twophase: std::sync::atomic::AtomicU8,
 }
 
+/// A slot handed to a waiting checkout, with the backend that held it if
+/// that one is clean.
+type Handoff = Option<Box<Backend>>;
+
 /// What the pool's lock guards. `taken` counts leases (and connects in
 /// progress); with the idle backends they never exceed `settings.size`,
 /// because a backend is only opened for a taken slot with none idle.
+/// While anyone waits, every slot is taken: returns hand slots over.
 #[derive(Debug, Default)]
 struct Slots {
     taken: usize,
@@ -68,6 +72,9 @@ struct Slots {
     /// connection state.
     #[allow(clippy::vec_box)]
     idle: Vec<Box<Backend>>,
+    /// Waiting checkouts, oldest first, each with an id to leave the queue.
+    waiters: VecDeque<(u64, oneshot::Sender<Handoff>)>,
+    next_waiter: u64,
 }
 
 impl ShardPool {
@@ -77,7 +84,6 @@ impl ShardPool {
             addr,
             settings,
             slots: Mutex::new(Slots::default()),
-            freed: Notify::new(),
             stats: ShardStats::new(name),
             twophase: std::sync::atomic::AtomicU8::new(0),
         })
@@ -89,59 +95,72 @@ impl ShardPool {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes the in-use and idle counts (plain stores under the lock).
+    /// Publishes the counts (plain stores under the lock).
     fn publish(&self, s: &Slots) {
         self.stats.in_use.store(s.taken, Relaxed);
         self.stats.idle.store(s.idle.len(), Relaxed);
+        self.stats.waiting.store(s.waiters.len(), Relaxed);
     }
 
-    /// Takes a slot if one is free, with the most recently returned idle
-    /// backend if there is one.
-    fn take_slot(&self) -> Option<Option<Box<Backend>>> {
+    /// Gives a slot back, with its backend when that is clean: to the oldest
+    /// waiter if any, else to the pool.
+    fn return_slot(&self, mut backend: Option<Box<Backend>>) {
         let mut s = self.slots();
-        if s.taken >= self.settings.size {
-            return None;
+        while let Some((_, waiter)) = s.waiters.pop_front() {
+            // Fails only if that waiter has just left (its receiver is gone).
+            match waiter.send(backend) {
+                Ok(()) => {
+                    self.publish(&s);
+                    return;
+                }
+                Err(b) => backend = b,
+            }
         }
-        s.taken += 1;
-        let b = s.idle.pop();
+        s.taken = s.taken.saturating_sub(1);
+        if let Some(mut b) = backend {
+            // No clock read per release: the reaper stamps it on its next round.
+            b.idle_since = None;
+            s.idle.push(b);
+        }
         self.publish(&s);
-        Some(b)
     }
 
-    /// Gives a slot back, with its backend when that is clean.
-    fn return_slot(&self, backend: Option<Box<Backend>>) {
-        {
+    /// A slot: at once if one is free and nobody waits, else after the
+    /// waiters before this one, up to the checkout timeout.
+    async fn take_slot(&self) -> Result<Handoff, SqlError> {
+        let (id, rx) = {
             let mut s = self.slots();
-            s.taken = s.taken.saturating_sub(1);
-            if let Some(mut b) = backend {
-                // No clock read per release: the reaper stamps it on its next round.
-                b.idle_since = None;
-                s.idle.push(b);
+            if s.taken < self.settings.size && s.waiters.is_empty() {
+                s.taken += 1;
+                let b = s.idle.pop();
+                self.publish(&s);
+                return Ok(b);
             }
+            let (tx, rx) = oneshot::channel();
+            let id = s.next_waiter;
+            s.next_waiter += 1;
+            s.waiters.push_back((id, tx));
             self.publish(&s);
-        }
-        // A waiter counts itself before it looks for a slot, and looks under
-        // the lock released above: either it saw this slot, or this load
-        // sees it waiting (both SeqCst).
-        if self.stats.waiting.load(SeqCst) > 0 {
-            self.freed.notify_one();
-        }
-    }
-
-    /// Waits up to the checkout timeout for a slot.
-    async fn wait_for_slot(&self) -> Result<Option<Box<Backend>>, SqlError> {
-        self.stats.waiting.fetch_add(1, SeqCst);
-        let deadline = tokio::time::Instant::now() + self.settings.checkout_timeout;
-        let r = loop {
-            let notified = self.freed.notified();
-            tokio::pin!(notified);
-            // Registered before looking, so a return in between is not missed.
-            notified.as_mut().enable();
-            if let Some(slot) = self.take_slot() {
-                break Ok(slot);
+            (id, rx)
+        };
+        // Leaves the queue however the wait ends (timeout, or the checkout
+        // dropped): a slot handed over meanwhile goes back, not astray.
+        let mut wait = Waiting {
+            pool: self,
+            id,
+            rx,
+            done: false,
+        };
+        let handed = tokio::time::timeout(self.settings.checkout_timeout, &mut wait.rx).await;
+        match handed {
+            Ok(Ok(slot)) => {
+                wait.done = true;
+                Ok(slot)
             }
-            if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                break Err(SqlError::new(
+            // At the deadline a slot may have been handed over just now.
+            _ => match wait.leave() {
+                Some(slot) => Ok(slot),
+                None => Err(SqlError::new(
                     sqlstate::TOO_MANY_CONNECTIONS,
                     format!(
                         "no connection to shard \"{}\" became free within {:?}",
@@ -150,20 +169,15 @@ impl ShardPool {
                 )
                 .with_hint(
                     "Raise pool.size or pool.checkout_timeout_ms, or shorten transactions.",
-                ));
-            }
-        };
-        self.stats.waiting.fetch_sub(1, SeqCst);
-        r
+                )),
+            },
+        }
     }
 
     /// Takes an idle backend or opens a new one, waiting for a free slot up
     /// to the checkout timeout.
     pub async fn checkout(self: &Arc<Self>) -> Result<Lease, SqlError> {
-        let mut candidate = match self.take_slot() {
-            Some(c) => c,
-            None => self.wait_for_slot().await?,
-        };
+        let mut candidate = self.take_slot().await?;
         // From here the slot is the lease's: every early return gives it back.
         let mut lease = Lease {
             pool: self.clone(),
@@ -292,6 +306,42 @@ impl Drop for Lease {
             // closed before its slot can open another.
             drop(backend);
             self.pool.return_slot(None);
+        }
+    }
+}
+
+/// A checkout in the waiters' queue.
+struct Waiting<'a> {
+    pool: &'a ShardPool,
+    id: u64,
+    rx: oneshot::Receiver<Handoff>,
+    /// Out of the queue: a slot was received, or it left.
+    done: bool,
+}
+
+impl Waiting<'_> {
+    /// Leaves the queue; returns a slot handed over before it left.
+    fn leave(&mut self) -> Option<Handoff> {
+        if std::mem::replace(&mut self.done, true) {
+            return None;
+        }
+        let mut s = self.pool.slots();
+        // Under the lock no hand-over is in flight: the slot either came or
+        // this waiter is still queued.
+        if let Ok(slot) = self.rx.try_recv() {
+            return Some(slot);
+        }
+        s.waiters.retain(|(id, _)| *id != self.id);
+        self.pool.publish(&s);
+        None
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        if let Some(slot) = self.leave() {
+            // The checkout was dropped after a slot came: pass it on.
+            self.pool.return_slot(slot);
         }
     }
 }

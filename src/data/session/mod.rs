@@ -160,10 +160,13 @@ impl Session {
         // per message would register and unregister a waiter (two lock
         // round trips) on every statement.
         let mut shutdown = self.proxy.shutdown.subscribe();
-        let stop = async move {
+        // Unconstrained: with the task's cooperative budget spent, a watch
+        // future returns Pending without registering its waiter, and the
+        // single registering poll below would be lost.
+        let stop = tokio::task::unconstrained(async move {
             // An Err means the sender is gone: the proxy is going away too.
             let _ = shutdown.wait_for(|down| *down).await;
-        };
+        });
         tokio::pin!(stop);
         // `stop` is polled once to register its waiter, then only after the
         // draining flag (set before the channel fires) says it may be ready:
