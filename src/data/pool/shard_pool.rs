@@ -107,7 +107,8 @@ impl ShardPool {
     fn return_slot(&self, mut backend: Option<Box<Backend>>) {
         let mut s = self.slots();
         while let Some((_, waiter)) = s.waiters.pop_front() {
-            // Fails only if that waiter has just left (its receiver is gone).
+            // Cannot fail: a waiter leaves the queue under this lock before
+            // its receiver goes. Handled anyway: the slot goes on.
             match waiter.send(backend) {
                 Ok(()) => {
                     self.publish(&s);
@@ -116,6 +117,7 @@ impl ShardPool {
                 Err(b) => backend = b,
             }
         }
+        debug_assert!(s.taken > 0, "a slot returned that was never taken");
         s.taken = s.taken.saturating_sub(1);
         if let Some(mut b) = backend {
             // No clock read per release: the reaper stamps it on its next round.
