@@ -473,8 +473,9 @@ async fn a_full_pool_queues_clients_and_times_out_with_53300() {
 }
 
 /// With one backend: a client waits while another holds it in a
-/// transaction, runs as soon as it is returned, and gets 53300 naming the
-/// shard if it is held past the checkout timeout; many clients sharing two
+/// transaction, gets it when it is returned (ahead of the holder's own next
+/// statement: waiters are served in order), and gets 53300 naming the shard
+/// if it is held past the checkout timeout; many clients sharing two
 /// backends all finish, on no more than two server processes.
 async fn full_pool_body() {
     use std::sync::atomic::Ordering::Relaxed;
