@@ -579,3 +579,99 @@ async fn reload_applies_a_good_file_keeps_the_old_one_on_error_and_shutdown_drai
             .is_err()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_replaced_by_reload_closes_its_backends() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let pg = temp_cluster();
+    let shard = connect(&pg.url("postgres")).await;
+    let dir = temp_dir();
+    let path: PathBuf = dir.path().join("proxy.toml");
+    let port = free_port();
+    std::fs::write(&path, config_text(pg.port(), port, None, None)).unwrap();
+    let p = start(&path).await;
+    let alive = |pid: i32| {
+        let shard = &shard;
+        async move {
+            let n: i64 = shard
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                    &[&pid],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            n == 1
+        }
+    };
+    let gone_soon = |pid: i32| async move {
+        for _ in 0..100 {
+            if !alive(pid).await {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    };
+
+    // One client holds a backend in a transaction, another left one idle.
+    let busy = connect(&url(port, "app", APP_PW, "postgres")).await;
+    let idle = connect(&url(port, "app", APP_PW, "postgres")).await;
+    let busy_pid: i32 = busy
+        .simple_query("BEGIN; SELECT pg_backend_pid()")
+        .await
+        .unwrap()
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(|v| v.parse().unwrap()),
+            _ => None,
+        })
+        .unwrap();
+    let idle_pid: i32 = idle
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(busy_pid, idle_pid);
+
+    // A new pool size replaces the shard's pool. (Holding the old one here
+    // stands for an idle client whose session still has the old snapshot.)
+    let old_pool = p.proxy.runtime().pools[0].clone();
+    let resized = config_text(pg.port(), port, None, None).replace("size = 4", "size = 3");
+    std::fs::write(&path, resized).unwrap();
+    p.proxy.reload().unwrap();
+    assert!(
+        gone_soon(idle_pid).await,
+        "the old pool's idle backend is still open"
+    );
+
+    // The idle client's next statement runs on the new pool.
+    let next: i32 = idle
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(next, idle_pid);
+    let new_pool = p.proxy.runtime().pools[0].clone();
+    assert_eq!(new_pool.settings.size, 3);
+    assert_eq!(new_pool.stats.connects.load(Relaxed), 1);
+    assert_eq!(old_pool.stats.in_use.load(Relaxed), 1);
+
+    // The open transaction finishes on its backend, which then closes.
+    let still: i32 = busy
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(still, busy_pid);
+    busy.batch_execute("COMMIT").await.unwrap();
+    assert!(
+        gone_soon(busy_pid).await,
+        "the old pool kept a returned backend"
+    );
+    assert_eq!(old_pool.stats.idle.load(Relaxed), 0);
+    assert_eq!(old_pool.stats.in_use.load(Relaxed), 0);
+    let v: i32 = busy.query_one("SELECT 5", &[]).await.unwrap().get(0);
+    assert_eq!(v, 5);
+    p.serve.abort();
+}

@@ -164,10 +164,10 @@ impl Proxy {
         }
         let next = Runtime::build(config, Some(&current))?;
         // Pools of shards that are gone (or changed) keep serving the leases
-        // they handed out; their idle backends are closed now.
+        // they handed out; their backends close now (idle) or on return.
         for old in &current.pools {
             if !next.pools.iter().any(|p| Arc::ptr_eq(p, old)) {
-                old.close_idle();
+                old.retire();
             }
         }
         let summary = format!(

@@ -52,6 +52,8 @@ pub struct ShardPool {
     pub settings: PoolSettings,
     slots: Mutex<Slots>,
     pub stats: ShardStats,
+    /// Replaced by a RELOAD: backends coming back are closed, not kept.
+    retired: std::sync::atomic::AtomicBool,
     /// Two-phase commit on this shard: 0 not checked yet, 1 possible, 2 not
     /// (`max_prepared_transactions = 0`).
     pub twophase: std::sync::atomic::AtomicU8,
@@ -85,6 +87,7 @@ impl ShardPool {
             settings,
             slots: Mutex::new(Slots::default()),
             stats: ShardStats::new(name),
+            retired: std::sync::atomic::AtomicBool::new(false),
             twophase: std::sync::atomic::AtomicU8::new(0),
         })
     }
@@ -105,7 +108,16 @@ impl ShardPool {
     /// Gives a slot back, with its backend when that is clean: to the oldest
     /// waiter if any, else to the pool.
     fn return_slot(&self, mut backend: Option<Box<Backend>>) {
+        // Declared before the guard, so it is dropped (closed) after the
+        // lock is released.
+        let _closing;
         let mut s = self.slots();
+        // A retired pool closes what comes back; a waiter still gets the slot.
+        _closing = if self.retired.load(Relaxed) {
+            backend.take()
+        } else {
+            None
+        };
         while let Some((_, waiter)) = s.waiters.pop_front() {
             // Cannot fail: a waiter leaves the queue under this lock before
             // its receiver goes. Handled anyway: the slot goes on.
@@ -248,6 +260,13 @@ impl ShardPool {
         }
         // Closed outside the lock.
         drop(expired);
+    }
+
+    /// A RELOAD replaced this pool: its idle backends close now, and the
+    /// ones its open leases bring back close as they come.
+    pub fn retire(&self) {
+        self.retired.store(true, Relaxed);
+        self.close_idle();
     }
 
     /// Closes every idle backend (on shutdown or when the shard is removed).

@@ -211,6 +211,15 @@ impl Session {
                     continue;
                 }
             };
+            if self.lease.is_none() {
+                // Between transactions: a reloaded configuration applies
+                // from this message on (a replaced pool only takes back the
+                // leases it handed out).
+                let current = self.proxy.runtime_cell().load();
+                if !Arc::ptr_eq(&current, &self.rt) {
+                    self.rt = arc_swap::Guard::into_inner(current);
+                }
+            }
             let r =
                 match frame.tag {
                     b'Q' => {
@@ -255,13 +264,6 @@ impl Session {
                 };
             if let Err(end) = r {
                 return end;
-            }
-            if self.lease.is_none() {
-                // Between transactions: pick up a reloaded configuration.
-                let current = self.proxy.runtime_cell().load();
-                if !Arc::ptr_eq(&current, &self.rt) {
-                    self.rt = arc_swap::Guard::into_inner(current);
-                }
             }
         }
     }
