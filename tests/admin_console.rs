@@ -590,30 +590,6 @@ async fn a_pool_replaced_by_reload_closes_its_backends() {
     let port = free_port();
     std::fs::write(&path, config_text(pg.port(), port, None, None)).unwrap();
     let p = start(&path).await;
-    let alive = |pid: i32| {
-        let shard = &shard;
-        async move {
-            let n: i64 = shard
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
-                    &[&pid],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            n == 1
-        }
-    };
-    let gone_soon = |pid: i32| async move {
-        for _ in 0..100 {
-            if !alive(pid).await {
-                return true;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        false
-    };
-
     // One client holds a backend in a transaction, another left one idle.
     let busy = connect(&url(port, "app", APP_PW, "postgres")).await;
     let idle = connect(&url(port, "app", APP_PW, "postgres")).await;
@@ -641,7 +617,7 @@ async fn a_pool_replaced_by_reload_closes_its_backends() {
     std::fs::write(&path, resized).unwrap();
     p.proxy.reload().unwrap();
     assert!(
-        gone_soon(idle_pid).await,
+        backend_gone(&shard, idle_pid).await,
         "the old pool's idle backend is still open"
     );
 
@@ -666,7 +642,7 @@ async fn a_pool_replaced_by_reload_closes_its_backends() {
     assert_eq!(still, busy_pid);
     busy.batch_execute("COMMIT").await.unwrap();
     assert!(
-        gone_soon(busy_pid).await,
+        backend_gone(&shard, busy_pid).await,
         "the old pool kept a returned backend"
     );
     assert_eq!(old_pool.stats.idle.load(Relaxed), 0);

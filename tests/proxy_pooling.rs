@@ -418,20 +418,6 @@ async fn idle_timeout_body() {
             .get(0);
         v
     };
-    let alive = |pid: i32| {
-        let shard = &shard;
-        async move {
-            let n: i64 = shard
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
-                    &[&pid],
-                )
-                .await
-                .unwrap()
-                .get(0);
-            n == 1
-        }
-    };
     let first = pid_of().await;
     p.wait_pool_idle(0).await;
     let pool = p.proxy.runtime().pools[0].clone();
@@ -453,15 +439,10 @@ async fn idle_timeout_body() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     pool.reap_idle();
     assert_eq!(pool.stats.idle.load(Relaxed), 0);
-    let mut gone = false;
-    for _ in 0..50 {
-        if !alive(first).await {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(gone, "the reaped backend is still connected");
+    assert!(
+        backend_gone(&shard, first).await,
+        "the reaped backend is still connected"
+    );
 
     // The next statement opens a new backend.
     assert_ne!(pid_of().await, first);

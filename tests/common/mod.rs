@@ -144,4 +144,24 @@ pub async fn connect(url: &str) -> tokio_postgres::Client {
     });
     client
 }
+
+/// Waits up to 2 s for the server process `pid` to leave the cluster that
+/// `shard` is connected to; false if it is still there.
+pub async fn backend_gone(shard: &tokio_postgres::Client, pid: i32) -> bool {
+    for _ in 0..100 {
+        let n: i64 = shard
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE pid = $1",
+                &[&pid],
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get(0);
+        if n == 0 {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    false
+}
 pub mod routed;
