@@ -549,9 +549,10 @@ async fn pipelined_body() {
     assert_eq!(tags(&r), "12DCZ", "{:?}", first_error(&r));
     assert_eq!(data_rows(&r)[0][0], Some(b"five".to_vec()));
 
-    // A key the proxy cannot route, in a batch ended by Flush: its error
-    // comes at once and what follows is skipped up to Sync, then the next
-    // batch in the same write runs.
+    // A key the proxy cannot route, in a batch ended by Flush: as from
+    // Postgres, the Parse before it completes, the error comes at once and
+    // what follows is skipped up to Sync, then the next batch in the same
+    // write runs.
     let flushed = [
         parse_msg("", "SELECT v FROM k WHERE id = $1", &[]),
         bind_msg("", "", &[], &[Some(b"not a number")], &[]),
@@ -564,7 +565,7 @@ async fn pipelined_body() {
     raw.send(&flushed).await;
     let r = raw.until_ready().await;
     assert_eq!(first_error(&r).unwrap().0, "22P02", "{}", tags(&r));
-    assert_eq!(tags(&r), "EZ");
+    assert_eq!(tags(&r), "1EZ");
     let r = raw.until_ready().await;
     assert_eq!(tags(&r), "12DCZ", "{:?}", first_error(&r));
 
@@ -576,6 +577,38 @@ async fn pipelined_body() {
     let r = raw.until_ready().await;
     assert_eq!(tags(&r), "12DCZ");
     assert_eq!(data_rows(&r)[0][0], Some(b"cut!".to_vec()));
+
+    // A named statement whose first Bind cannot be routed still exists
+    // afterwards (Postgres keeps a Parse that succeeded before the error).
+    let first_try = [
+        parse_msg("byk", "SELECT v FROM k WHERE id = $1", &[]),
+        bind_msg("", "byk", &[], &[Some(b"not a number")], &[]),
+        execute_msg("", 0),
+        sync_msg(),
+    ]
+    .concat();
+    raw.send(&first_try).await;
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "1EZ");
+    assert_eq!(first_error(&r).unwrap().0, "22P02");
+    let mut direct = Raw::connect(([127, 0, 0, 1], c.port()).into()).await;
+    direct.startup("postgres", "").await;
+    direct.send(&first_try).await;
+    let d = direct.until_ready().await;
+    assert_eq!(
+        (tags(&d), first_error(&d).unwrap().0),
+        ("1EZ".into(), "22P02".into())
+    );
+    let again = [
+        bind_msg("", "byk", &[], &[Some(b"5")], &[]),
+        execute_msg("", 0),
+        sync_msg(),
+    ]
+    .concat();
+    raw.send(&again).await;
+    let r = raw.until_ready().await;
+    assert_eq!(tags(&r), "2DCZ", "{:?}", first_error(&r));
+    assert_eq!(data_rows(&r)[0][0], Some(b"five".to_vec()));
 
     // Several unnamed statements in one batch, the first one again last:
     // each Bind runs the statement of the Parse just before it.

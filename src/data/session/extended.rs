@@ -18,6 +18,23 @@ use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
+/// Why a batch could not be routed, and where.
+struct RouteFailure {
+    error: SqlError,
+    /// The offset of the Bind whose statement could not be routed (None:
+    /// the batch as a whole was refused).
+    at_bind: Option<usize>,
+}
+
+impl From<SqlError> for RouteFailure {
+    fn from(error: SqlError) -> RouteFailure {
+        RouteFailure {
+            error,
+            at_bind: None,
+        }
+    }
+}
+
 /// Most bytes of extended-protocol messages buffered before a Sync or Flush.
 const MAX_BATCH_EXTRA: usize = 1 << 20;
 
@@ -121,7 +138,12 @@ impl Session {
                 .with_hint("Multi-row INSERTs and COPY that span shards need the simple query protocol; or send one row per statement.");
                 return self.batch_error(e, sync).await;
             }
-            Err(e) => return self.batch_error(e, sync).await,
+            Err(f) => {
+                if let Some(at) = f.at_bind {
+                    self.accept_leading_parses(batch, at);
+                }
+                return self.batch_error(f.error, sync).await;
+            }
         };
         // A batch of only proxy-answered messages needs no backend.
         if self.lease.is_none() && !needs_backend(batch) {
@@ -201,7 +223,7 @@ impl Session {
 
     /// Where a batch runs: every Bind's statement is routed with its
     /// parameters; statements needing no particular shard go along.
-    fn route_batch(&mut self, batch: &[u8]) -> Result<Dispatch, SqlError> {
+    fn route_batch(&mut self, batch: &[u8]) -> Result<Dispatch, RouteFailure> {
         // Inline for the usual one or two Parses: no allocation per batch.
         let mut parsed: smallvec::SmallVec<[(&str, Arc<Plan>); 2]> = smallvec::SmallVec::new();
         let mut chosen = Dispatch::Any;
@@ -235,7 +257,10 @@ impl Session {
                         formats: bp.formats,
                     };
                     binds += 1;
-                    let d = self.dispatch(&plan, &params)?;
+                    let d = self.dispatch(&plan, &params).map_err(|e| RouteFailure {
+                        error: e,
+                        at_bind: Some(frame_start(batch, body)),
+                    })?;
                     chosen = match (chosen, d) {
                         (Dispatch::Any, d) => d,
                         (c, Dispatch::Any) => c,
@@ -245,14 +270,16 @@ impl Session {
                                 sqlstate::FEATURE_NOT_SUPPORTED,
                                 "statements in one pipeline (up to Sync) go to different shards",
                             )
-                            .with_hint("Send a Sync between statements for different shards."))
+                            .with_hint("Send a Sync between statements for different shards.")
+                            .into())
                         }
                         _ => {
                             return Err(SqlError::new(
                                 sqlstate::FEATURE_NOT_SUPPORTED,
                                 "a statement that spans shards must be alone in its pipeline (up to Sync)",
                             )
-                            .with_hint("Send a Sync after each statement that spans shards."))
+                            .with_hint("Send a Sync after each statement that spans shards.")
+                            .into())
                         }
                     };
                 }
@@ -264,7 +291,8 @@ impl Session {
                 sqlstate::FEATURE_NOT_SUPPORTED,
                 "a statement that spans shards must be alone in its pipeline (up to Sync)",
             )
-            .with_hint("Send a Sync after each statement that spans shards."));
+            .with_hint("Send a Sync after each statement that spans shards.")
+            .into());
         }
         if binds == 0 {
             // Only Parse/Describe (a client preparing a statement): describe
@@ -275,7 +303,9 @@ impl Session {
                 _ => None,
             });
             if let Some(name) = hinted {
-                return Ok(Dispatch::One(self.shard_by_name(name)?));
+                return Ok(Dispatch::One(
+                    self.shard_by_name(name).map_err(RouteFailure::from)?,
+                ));
             }
         }
         Ok(chosen)
@@ -439,6 +469,40 @@ impl Session {
             }
         }
         Ok(())
+    }
+
+    /// A batch whose first Bind (at offset `at`) failed to route: when only
+    /// Parse messages come before it, Postgres would have run them (a
+    /// ParseComplete each, the statements kept) before the error, so the
+    /// proxy does the same; statements need no backend until they are used.
+    /// Anything else first (or a Parse Postgres would refuse) leaves the
+    /// error alone.
+    fn accept_leading_parses(&mut self, batch: &[u8], at: usize) {
+        let mut parses: smallvec::SmallVec<[(usize, ParseMsg<'_>); 2]> = smallvec::SmallVec::new();
+        for (tag, body) in frames(batch) {
+            let start = frame_start(batch, body);
+            if start >= at {
+                break;
+            }
+            match (tag, ParseMsg::decode(body)) {
+                (b'P', Ok(p)) => parses.push((start, p)),
+                _ => return,
+            }
+        }
+        for (i, (_, p)) in parses.iter().enumerate() {
+            let named_twice = parses[..i].iter().any(|(_, q)| q.name == p.name);
+            if !p.name.is_empty() && (named_twice || self.prepared.contains(p.name)) {
+                return;
+            }
+        }
+        for (start, p) in parses {
+            let stmt = match self.parsed_in_batch.iter().find(|(o, _)| *o == start) {
+                Some((_, s)) => s.clone(),
+                None => self.statement_of(&p),
+            };
+            self.prepared.insert(p.name, stmt);
+            messages::empty(&mut self.out, b'1');
+        }
     }
 
     /// The statement a Parse makes: the client's unnamed one again when the
