@@ -269,7 +269,7 @@ impl ShardPool {
         self.close_idle();
     }
 
-    /// Closes every idle backend (on shutdown or when the shard is removed).
+    /// Closes every idle backend (on shutdown; see also [`ShardPool::retire`]).
     pub fn close_idle(&self) {
         let idle = {
             let mut s = self.slots();

@@ -343,11 +343,7 @@ impl Session {
                         failed = true;
                         continue;
                     }
-                    let at = frame_start(batch, body);
-                    let stmt = match self.parsed_in_batch.iter().find(|(o, _)| *o == at) {
-                        Some((_, s)) => s.clone(),
-                        None => self.statement_of(&p),
-                    };
+                    let stmt = self.batch_statement(frame_start(batch, body), &p);
                     self.prepared.insert(p.name, stmt.clone());
                     if p.name.is_empty() {
                         wire.extend_from_slice(raw);
@@ -496,12 +492,18 @@ impl Session {
             }
         }
         for (start, p) in parses {
-            let stmt = match self.parsed_in_batch.iter().find(|(o, _)| *o == start) {
-                Some((_, s)) => s.clone(),
-                None => self.statement_of(&p),
-            };
+            let stmt = self.batch_statement(start, &p);
             self.prepared.insert(p.name, stmt);
             messages::empty(&mut self.out, b'1');
+        }
+    }
+
+    /// The statement of the Parse at offset `at` of the current batch: the
+    /// one routing made, if it saw that Parse.
+    fn batch_statement(&self, at: usize, p: &ParseMsg<'_>) -> Arc<PreparedStmt> {
+        match self.parsed_in_batch.iter().find(|(o, _)| *o == at) {
+            Some((_, s)) => s.clone(),
+            None => self.statement_of(p),
         }
     }
 
