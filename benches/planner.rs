@@ -78,8 +78,8 @@ fn resolve_keyed(c: &mut Criterion) {
     };
     let v = 4242i32.to_be_bytes();
     let bin = Params {
-        values: vec![Some(&v[..])],
-        formats: vec![1],
+        values: smallvec::smallvec![Some(&v[..])],
+        formats: smallvec::smallvec![1],
     };
     c.bench_function("resolve/keyed_binary_param", |b| {
         b.iter(|| resolve(black_box(&param), &bin, &m))
@@ -107,7 +107,7 @@ fn route_simple(c: &mut Criterion) {
             let (plan, lits) = planner.plan_literals(black_box(&texts[i]));
             let params = Params {
                 values: lits.iter().map(|l| Some(l.as_bytes())).collect(),
-                formats: Vec::new(),
+                formats: Default::default(),
             };
             resolve_stmt(&plan.stmts[0], &params, &m)
         })

@@ -117,7 +117,7 @@ impl Planner {
     /// The plan of a simple-protocol text, with its literals as text
     /// parameters when the text was normalized (see [`normalize`]): texts
     /// that differ only in literals share one cached plan.
-    pub fn plan_literals<'a>(&self, sql: &'a str) -> (Arc<Plan>, Vec<std::borrow::Cow<'a, str>>) {
+    pub fn plan_literals<'a>(&self, sql: &'a str) -> (Arc<Plan>, normalize::Literals<'a>) {
         if let Some(n) = normalize::normalize(sql) {
             let plan = self.plan(&n.template);
             let usable = plan.stmts.len() == 1
@@ -129,7 +129,7 @@ impl Planner {
                 return (plan, n.literals);
             }
         }
-        (self.plan(sql), Vec::new())
+        (self.plan(sql), normalize::Literals::new())
     }
 
     /// The plan of a SQL text, bypassing the cache.

@@ -25,8 +25,12 @@ use std::borrow::Cow;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Normalized<'a> {
     pub template: String,
-    pub literals: Vec<Cow<'a, str>>,
+    pub literals: Literals<'a>,
 }
+
+/// A normalized text's literals, inline up to four (an OLTP statement's
+/// keys and values): no allocation beyond the template.
+pub type Literals<'a> = smallvec::SmallVec<[Cow<'a, str>; 4]>;
 
 /// Keywords after which a string literal is a typed literal (`DATE '…'`):
 /// replacing it by a parameter would not parse.
@@ -49,8 +53,7 @@ const TYPED: &[&str] = &[
 /// Normalizes `sql`, or None when it must be planned as written.
 ///
 /// Runs on every simple-protocol statement, so it makes one pass, copies the
-/// text between literals in runs and allocates only the template and the
-/// literal list.
+/// text between literals in runs and allocates only the template.
 pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
     let b = sql.as_bytes();
     let first = sql.trim_start().get(..6)?;
@@ -66,7 +69,7 @@ pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
     let mut out = String::with_capacity(sql.len() + 8);
     // `sql[..copied]` is in `out`, literals replaced.
     let mut copied = 0;
-    let mut literals: Vec<Cow<'_, str>> = Vec::new();
+    let mut literals = Literals::new();
     let mut i = 0;
     let mut last_word: &str = "";
     let mut semicolon_seen = false;
@@ -337,7 +340,7 @@ mod tests {
                 format!("SELECT v FROM u WHERE name = '{quoted}' AND v > 3"),
             ] {
                 let (plan, lits) = planner.plan_literals(&sql);
-                let params = Params { values: lits.iter().map(|l| Some(l.as_bytes())).collect(), formats: vec![] };
+                let params = Params { values: lits.iter().map(|l| Some(l.as_bytes())).collect(), formats: smallvec::smallvec![] };
                 let normalized = resolve_stmt(&plan.stmts[0], &params, &map);
                 let original = resolve_stmt(&planner.plan(&sql).stmts[0], &Params::none(), &map);
                 proptest::prop_assert_eq!(normalized, original, "{}", sql);

@@ -73,8 +73,8 @@ pub fn uncached_planner(map: &ShardMap) -> Planner {
 pub fn check_text(planner: &Planner, map: &ShardMap, sql: &str) {
     let plan = planner.plan(sql);
     let params = Params {
-        values: vec![Some(&b"1"[..]); 16],
-        formats: Vec::new(),
+        values: smallvec::smallvec![Some(&b"1"[..]); 16],
+        formats: Default::default(),
     };
     for stmt in &plan.stmts {
         let _ = resolve_stmt(stmt, &params, map);

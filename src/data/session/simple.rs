@@ -38,7 +38,7 @@ impl Session {
         let (plan, literals) = self.rt.planner.plan_literals(sql);
         let params = Params {
             values: literals.iter().map(|l| Some(l.as_bytes())).collect(),
-            formats: Vec::new(),
+            formats: Default::default(),
         };
         if let Some(r) = self.deferred_transaction(&plan, sql) {
             return r.await;

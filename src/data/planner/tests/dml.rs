@@ -318,15 +318,15 @@ fn split_insert_renumbers_parameters() {
     let c = (b + 1..).find(|&k| shard(k) == shard(a)).unwrap();
     let (ta, tb, tc) = (a.to_string(), b.to_string(), c.to_string());
     let params = Params {
-        values: vec![
+        values: smallvec::smallvec![
             Some(ta.as_bytes()),
-            Some(b"x"),
+            Some(&b"x"[..]),
             Some(tb.as_bytes()),
-            Some(b"y"),
+            Some(&b"y"[..]),
             Some(tc.as_bytes()),
-            Some(b"1"),
+            Some(&b"1"[..]),
         ],
-        formats: vec![],
+        formats: smallvec::smallvec![],
     };
     let parts = split_insert(&p, &params, &m).unwrap();
     assert_eq!(parts.len(), 2);

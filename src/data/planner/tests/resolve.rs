@@ -27,8 +27,8 @@ fn int_key_lands_on_one_shard_whatever_its_form() {
         Ok(expect.clone())
     );
     let text = Params {
-        values: vec![Some(b"42")],
-        formats: vec![],
+        values: smallvec::smallvec![Some(&b"42"[..])],
+        formats: smallvec::smallvec![],
     };
     assert_eq!(route(by_param, &text), Ok(expect.clone()));
     let int2 = 42i16.to_be_bytes();
@@ -36,8 +36,8 @@ fn int_key_lands_on_one_shard_whatever_its_form() {
     let int8 = 42i64.to_be_bytes();
     for bin in [&int2[..], &int4[..], &int8[..]] {
         let p = Params {
-            values: vec![Some(bin)],
-            formats: vec![1],
+            values: smallvec::smallvec![Some(bin)],
+            formats: smallvec::smallvec![1],
         };
         assert_eq!(
             route(by_param, &p),
@@ -48,8 +48,8 @@ fn int_key_lands_on_one_shard_whatever_its_form() {
     }
     // Per-parameter formats: $1 text, $2 binary.
     let p = Params {
-        values: vec![Some(b"x"), Some(&int4[..])],
-        formats: vec![0, 1],
+        values: smallvec::smallvec![Some(&b"x"[..]), Some(&int4[..])],
+        formats: smallvec::smallvec![0, 1],
     };
     assert_eq!(
         route("UPDATE orders SET note = $1 WHERE customer_id = $2", &p),
@@ -125,24 +125,24 @@ fn bad_keys_and_params() {
         )
     );
     let bad_utf8 = Params {
-        values: vec![Some(&[0xff, 0xfe][..])],
-        formats: vec![],
+        values: smallvec::smallvec![Some(&[0xff, 0xfe][..])],
+        formats: smallvec::smallvec![],
     };
     assert_eq!(route(by_param, &bad_utf8).unwrap_err().sqlstate, "22021");
     let three_bytes = Params {
-        values: vec![Some(&[0, 0, 1][..])],
-        formats: vec![1],
+        values: smallvec::smallvec![Some(&[0, 0, 1][..])],
+        formats: smallvec::smallvec![1],
     };
     assert_eq!(route(by_param, &three_bytes).unwrap_err().sqlstate, "22P02");
     let bad_format = Params {
-        values: vec![Some(b"1")],
-        formats: vec![7],
+        values: smallvec::smallvec![Some(&b"1"[..])],
+        formats: smallvec::smallvec![7],
     };
     assert_eq!(route(by_param, &bad_format).unwrap_err().sqlstate, "08P01");
     // NULL goes where the router sends NULL.
     let null = Params {
-        values: vec![None],
-        formats: vec![],
+        values: smallvec::smallvec![None],
+        formats: smallvec::smallvec![],
     };
     assert_eq!(
         route(by_param, &null),
