@@ -4,13 +4,25 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked --bin shardproxy
+# PGO=1 (`docker compose build --build-arg PGO=1`): a profile-guided build,
+# trained on pgbench through the proxy against a Postgres started inside the
+# build (benches/pgo_build.sh; about twice the build time, less CPU per query).
+ARG PGO=0
+RUN if [ "$PGO" = 1 ]; then \
+        apt-get update \
+        && apt-get install -y --no-install-recommends postgresql postgresql-contrib python3 \
+        && bash benches/pgo_build.sh \
+        && cp target/pgo/release/shardproxy /src/shardproxy.bin; \
+    else \
+        cargo build --release --locked --bin shardproxy \
+        && cp target/release/shardproxy /src/shardproxy.bin; \
+    fi
 
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
-COPY --from=build /src/target/release/shardproxy /usr/local/bin/shardproxy
+COPY --from=build /src/shardproxy.bin /usr/local/bin/shardproxy
 COPY shardmap/docker.toml /etc/shardproxy/shardproxy.toml
 USER nobody
 # 6432: Postgres clients and the admin console; 9187: Prometheus /metrics.

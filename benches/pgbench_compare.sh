@@ -5,6 +5,10 @@
 #
 #   cargo build --release && sudo bash benches/pgbench_compare.sh
 #
+# With a profile-guided build (`bash benches/pgo_build.sh`, which writes
+# target/pgo/release/shardproxy) the comparison part runs it too, as
+# "shardproxy-pgo", in the same rounds as the plain build.
+#
 # Environment:
 #   DURATION=15   seconds per pgbench run
 #   ROUNDS=2      rounds per mode (round 2 runs the targets in reverse order)
@@ -30,6 +34,7 @@ THREADS=2
 SCALE=10
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -1)}
 PROXY_BIN=${PROXY_BIN:-target/release/shardproxy}
+PGO_BIN=${PGO_BIN:-target/pgo/release/shardproxy}
 
 [ "$(id -u)" = 0 ] || { echo "run as root (clusters and pgbouncer run as the postgres user)" >&2; exit 1; }
 [ -x "$PROXY_BIN" ] || { echo "$PROXY_BIN missing: run cargo build --release first" >&2; exit 1; }
@@ -76,13 +81,13 @@ start_cluster() {
     psql -q -h 127.0.0.1 -p "$2" -U postgres -d postgres -c "CREATE DATABASE bench" >/dev/null
 }
 
-# start_proxy CONFIG PORT: shardproxy in the background, waits until it accepts.
+# start_proxy CONFIG PORT [BIN]: shardproxy in the background, waits until it accepts.
 # The proxy gets its own session, as a service would and as pgbouncer -d
 # does: with the kernel's autogroup scheduling (sched_autogroup_enabled=1)
 # a proxy left in the shell's session shares one CPU group with pgbench and
 # is preempted about twice as often as the daemonized pgbouncer.
 start_proxy() {
-    RUST_LOG=warn setsid "$PROXY_BIN" serve --config "$1" >"$1.log" 2>&1 &
+    RUST_LOG=warn setsid "${3:-$PROXY_BIN}" serve --config "$1" >"$1.log" 2>&1 &
     PROXY_PID=$!
     PIDS+=("$PROXY_PID")
     for _ in $(seq 100); do
@@ -179,7 +184,14 @@ run_pgbench() {
     n=$(wc -l <"$WORK/logs/$label.lat")
     avg=$(awk '{s += $1} END {printf "%.3f", s / NR / 1000}' "$WORK/logs/$label.lat")
     p99=$(awk -v k=$(((n * 99 + 99) / 100)) 'NR == k {printf "%.3f", $1 / 1000; exit}' "$WORK/logs/$label.lat")
-    echo "$tps $avg $p99"
+    local n
+    n=$(awk '/^number of transactions actually processed: / {print $NF; exit}' "$out")
+    echo "$tps $avg $p99 ${n%%/*}"
+}
+
+# cpu_ticks PID: the process's user and system CPU so far, in clock ticks.
+cpu_ticks() {
+    awk '{print $14, $15}' "/proc/$1/stat"
 }
 
 # warm PORT ARGS...: a short unlogged run so pools, caches and backends are warm.
@@ -235,38 +247,87 @@ EOF
     start_proxy "$WORK/proxy1.toml" "$PROXY_PORT"
 
     declare -A PORT=([direct]=$PG_PORT [pgbouncer]=$BOUNCER_PORT [shardproxy]=$PROXY_PORT)
-    declare -A TPS
-    for t in direct pgbouncer shardproxy; do warm "${PORT[$t]}" -S; done
+    # The processes in the middle, whose CPU per transaction is reported.
+    declare -A MIDDLE=([pgbouncer]=$(cat "$WORK/pgbouncer.pid") [shardproxy]=$PROXY_PID)
+    TARGETS="direct pgbouncer shardproxy"
+    if [ -x "$PGO_BIN" ]; then
+        PGO_PORT=$(free_port)
+        proxy_config "$WORK/proxy-pgo.toml" "$PGO_PORT" false "$PG_PORT"
+        PLAIN_PID=$PROXY_PID
+        start_proxy "$WORK/proxy-pgo.toml" "$PGO_PORT" "$PGO_BIN"
+        PGO_PID=$PROXY_PID
+        PROXY_PID=$PLAIN_PID
+        PORT[shardproxy-pgo]=$PGO_PORT
+        MIDDLE[shardproxy-pgo]=$PGO_PID
+        TARGETS="$TARGETS shardproxy-pgo"
+        echo "== shardproxy-pgo: $PGO_BIN (profile-guided build, benches/pgo_build.sh)"
+    fi
+    REVERSED=$(echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' ')
+    declare -A TPS RTPS CPU_US CPU_N
+    TICK_US=$((1000000 / $(getconf CLK_TCK)))
+    for t in $TARGETS; do warm "${PORT[$t]}" -S; done
     for mode in simple extended; do
         for r in $(seq "$ROUNDS"); do
-            order="direct pgbouncer shardproxy"
-            [ $((r % 2)) = 0 ] && order="shardproxy pgbouncer direct"
+            order=$TARGETS
+            [ $((r % 2)) = 0 ] && order=$REVERSED
             for t in $order; do
+                mid=${MIDDLE[$t]:-}
+                [ -n "$mid" ] && read -r u0 s0 < <(cpu_ticks "$mid")
                 res=$(run_pgbench "$mode.$t.r$r" "${PORT[$t]}" -S -M "$mode")
-                read -r tps avg p99 <<<"$res"
-                echo "   round $r  $mode  $t: tps $tps, avg ${avg} ms, p99 ${p99} ms (load $(load))"
+                read -r tps avg p99 n <<<"$res"
+                cpu=""
+                if [ -n "$mid" ]; then
+                    read -r u1 s1 < <(cpu_ticks "$mid")
+                    cpu=$(awk -v u=$(((u1 - u0) * TICK_US)) -v s=$(((s1 - s0) * TICK_US)) -v n="$n" \
+                        'BEGIN {printf ", cpu/txn user %.2f us sys %.2f us", u / n, s / n}')
+                    CPU_US[$mode.$t]="${CPU_US[$mode.$t]:-0 0}"
+                    read -r cu cs <<<"${CPU_US[$mode.$t]}"
+                    CPU_US[$mode.$t]="$((cu + (u1 - u0) * TICK_US)) $((cs + (s1 - s0) * TICK_US))"
+                    CPU_N[$mode.$t]=$((${CPU_N[$mode.$t]:-0} + n))
+                fi
+                echo "   round $r  $mode  $t: tps $tps, avg ${avg} ms, p99 ${p99} ms$cpu (load $(load))"
                 TPS[$mode.$t]=$(awk -v a="${TPS[$mode.$t]:-0}" -v b="$tps" 'BEGIN {print a + b}')
+                RTPS[$mode.$t.$r]=$tps
             done
         done
     done
 
     echo
     echo "pgbench -S -c $CLIENTS -j $THREADS -T $DURATION, scale $SCALE, mean TPS of $ROUNDS rounds; latency over all rounds' transactions"
-    printf '%-9s %-11s %10s %9s %10s %10s\n' mode target TPS vs_direct avg_ms p99_ms
+    printf '%-9s %-14s %10s %9s %10s %10s\n' mode target TPS vs_direct avg_ms p99_ms
     for mode in simple extended; do
         direct=$(awk -v s="${TPS[$mode.direct]}" -v n="$ROUNDS" 'BEGIN {print s / n}')
-        for t in direct pgbouncer shardproxy; do
+        for t in $TARGETS; do
             tps=$(awk -v s="${TPS[$mode.$t]}" -v n="$ROUNDS" 'BEGIN {printf "%.0f", s / n}')
             ratio=$(awk -v a="$tps" -v d="$direct" 'BEGIN {printf "%.2f", a / d}')
-            printf '%-9s %-11s %10s %9s %10s %10s\n' "$mode" "$t" "$tps" "$ratio" "$(avg_of "$mode.$t")" "$(p99_of "$mode.$t")"
+            printf '%-9s %-14s %10s %9s %10s %10s\n' "$mode" "$t" "$tps" "$ratio" "$(avg_of "$mode.$t")" "$(p99_of "$mode.$t")"
         done
     done
+    echo
+    echo "CPU of the process in the middle per transaction (utime/stime from /proc, all rounds):"
     for mode in simple extended; do
-        awk -v m="$mode" -v a="$(p99_of "$mode.shardproxy")" -v b="$(p99_of "$mode.direct")" -v c="$(p99_of "$mode.pgbouncer")" \
-            'BEGIN {printf "shardproxy p99 overhead (%s): %+.0f us vs direct, %+.0f us vs pgbouncer\n", m, (a - b) * 1000, (a - c) * 1000}'
+        for t in $TARGETS; do
+            [ -n "${MIDDLE[$t]:-}" ] || continue
+            read -r cu cs <<<"${CPU_US[$mode.$t]}"
+            awk -v m="$mode" -v t="$t" -v u="$cu" -v s="$cs" -v n="${CPU_N[$mode.$t]}" \
+                'BEGIN {printf "   %-9s %-14s user %.2f us, sys %.2f us, total %.2f us\n", m, t, u / n, s / n, (u + s) / n}'
+        done
+    done
+    for t in $TARGETS; do
+        [[ $t == shardproxy* ]] || continue
+        for mode in simple extended; do
+            awk -v t="$t" -v m="$mode" -v a="$(p99_of "$mode.$t")" -v b="$(p99_of "$mode.direct")" -v c="$(p99_of "$mode.pgbouncer")" \
+                'BEGIN {printf "%s p99 overhead (%s): %+.0f us vs direct, %+.0f us vs pgbouncer\n", t, m, (a - b) * 1000, (a - c) * 1000}'
+            printf '%s / pgbouncer TPS per round (%s):' "$t" "$mode"
+            for r in $(seq "$ROUNDS"); do
+                printf ' %s' "$(awk -v a="${RTPS[$mode.$t.$r]}" -v b="${RTPS[$mode.pgbouncer.$r]}" 'BEGIN {printf "%.2f", a / b}')"
+            done
+            echo
+        done
     done
     echo "load average after part 1: $(load)"
     stop_pid "$PROXY_PID"
+    [ -n "${PGO_PID:-}" ] && stop_pid "$PGO_PID"
 fi
 
 # ---------------------------------------------------------------------------
@@ -316,7 +377,7 @@ if [[ " $PARTS " == *" sharded "* ]]; then
         warm "$port" -f "$SELECT_ONLY"
         for r in $(seq "$ROUNDS"); do
             res=$(run_pgbench "sharded.$setup.r$r" "$port" -f "$SELECT_ONLY" -M simple)
-            read -r tps avg p99 <<<"$res"
+            read -r tps avg p99 _ <<<"$res"
             echo "   round $r  $setup: tps $tps, avg ${avg} ms, p99 ${p99} ms (load $(load))"
             STPS[$setup]=$(awk -v a="${STPS[$setup]:-0}" -v b="$tps" 'BEGIN {print a + b}')
         done
@@ -376,7 +437,7 @@ if [[ " $PARTS " == *" overhead "* ]]; then
         for mode in simple prepared; do
             for r in $(seq "$ROUNDS"); do
                 res=$(run_pgbench "overhead.$setup.$mode.r$r" "$port" -f "$SELECT_ONLY" -M $mode)
-                read -r tps avg p99 <<<"$res"
+                read -r tps avg p99 _ <<<"$res"
                 echo "   round $r  $setup  $mode: tps $tps, avg ${avg} ms, p99 ${p99} ms (load $(load))"
                 OTPS[$setup.$mode]=$(awk -v a="${OTPS[$setup.$mode]:-0}" -v b="$tps" 'BEGIN {print a + b}')
             done
@@ -387,7 +448,7 @@ if [[ " $PARTS " == *" overhead "* ]]; then
                 tport=$port
                 [ $target = direct ] && tport=$OPORT
                 res=$(CLIENTS=1 THREADS=1 run_pgbench "latency.$target" "$tport" -f "$SELECT_ONLY" -M prepared)
-                read -r tps avg p99 <<<"$res"
+                read -r tps avg p99 _ <<<"$res"
                 echo "   1 client, $target: tps $tps, avg ${avg} ms, p99 ${p99} ms"
                 LAT[$target]="$avg $p99"
             done
