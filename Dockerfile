@@ -8,9 +8,13 @@ COPY . .
 # trained on pgbench through the proxy against a Postgres started inside the
 # build (benches/pgo_build.sh; about twice the build time, less CPU per query).
 ARG PGO=0
+# (The training cluster is the script's own: no default cluster is created.
+# rustup downloads llvm-tools, so this build needs the network.)
 RUN if [ "$PGO" = 1 ]; then \
-        apt-get update \
-        && apt-get install -y --no-install-recommends postgresql postgresql-contrib python3 \
+        mkdir -p /etc/postgresql-common/createcluster.d \
+        && echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/no-main-cluster.conf \
+        && apt-get update \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql postgresql-contrib python3 \
         && bash benches/pgo_build.sh \
         && cp target/pgo/release/shardproxy /src/shardproxy.bin; \
     else \

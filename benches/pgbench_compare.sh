@@ -184,9 +184,7 @@ run_pgbench() {
     n=$(wc -l <"$WORK/logs/$label.lat")
     avg=$(awk '{s += $1} END {printf "%.3f", s / NR / 1000}' "$WORK/logs/$label.lat")
     p99=$(awk -v k=$(((n * 99 + 99) / 100)) 'NR == k {printf "%.3f", $1 / 1000; exit}' "$WORK/logs/$label.lat")
-    local n
-    n=$(awk '/^number of transactions actually processed: / {print $NF; exit}' "$out")
-    echo "$tps $avg $p99 ${n%%/*}"
+    echo "$tps $avg $p99 $n"
 }
 
 # cpu_ticks PID: the process's user and system CPU so far, in clock ticks.
@@ -260,7 +258,11 @@ EOF
         PORT[shardproxy-pgo]=$PGO_PORT
         MIDDLE[shardproxy-pgo]=$PGO_PID
         TARGETS="$TARGETS shardproxy-pgo"
-        echo "== shardproxy-pgo: $PGO_BIN (profile-guided build, benches/pgo_build.sh)"
+        echo "== shardproxy: $PROXY_BIN, built $(date -u -r "$PROXY_BIN" '+%H:%M UTC')"
+        echo "== shardproxy-pgo: $PGO_BIN (profile-guided, benches/pgo_build.sh), built $(date -u -r "$PGO_BIN" '+%H:%M UTC')"
+        if [ "$PGO_BIN" -ot "$PROXY_BIN" ]; then
+            echo "== WARNING: the profile-guided build is older than the plain one; rerun benches/pgo_build.sh if the code changed"
+        fi
     fi
     REVERSED=$(echo "$TARGETS" | tr ' ' '\n' | tac | tr '\n' ' ')
     declare -A TPS RTPS CPU_US CPU_N
@@ -272,12 +274,14 @@ EOF
             [ $((r % 2)) = 0 ] && order=$REVERSED
             for t in $order; do
                 mid=${MIDDLE[$t]:-}
-                [ -n "$mid" ] && read -r u0 s0 < <(cpu_ticks "$mid")
+                if [ -n "$mid" ]; then
+                    read -r u0 s0 < <(cpu_ticks "$mid") || { echo "$t (PID $mid) is gone" >&2; exit 1; }
+                fi
                 res=$(run_pgbench "$mode.$t.r$r" "${PORT[$t]}" -S -M "$mode")
                 read -r tps avg p99 n <<<"$res"
                 cpu=""
                 if [ -n "$mid" ]; then
-                    read -r u1 s1 < <(cpu_ticks "$mid")
+                    read -r u1 s1 < <(cpu_ticks "$mid") || { echo "$t (PID $mid) is gone" >&2; exit 1; }
                     cpu=$(awk -v u=$(((u1 - u0) * TICK_US)) -v s=$(((s1 - s0) * TICK_US)) -v n="$n" \
                         'BEGIN {printf ", cpu/txn user %.2f us sys %.2f us", u / n, s / n}')
                     CPU_US[$mode.$t]="${CPU_US[$mode.$t]:-0 0}"

@@ -27,13 +27,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TRAIN_SECONDS=${TRAIN_SECONDS:-5}
-PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}
+PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1 || true)}
 [ "$(id -u)" = 0 ] || { echo "run as root (the training cluster runs as the postgres user)" >&2; exit 1; }
 [ -x "$PGBIN/initdb" ] || { echo "no Postgres binaries (apt-get install postgresql postgresql-contrib)" >&2; exit 1; }
 command -v pgbench >/dev/null || { echo "pgbench missing (apt-get install postgresql-contrib)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "python3 missing" >&2; exit 1; }
 
 # llvm-profdata must match rustc's LLVM: the one rustup ships with it.
+command -v rustup >/dev/null || { echo "rustup missing: llvm-profdata comes from its llvm-tools component" >&2; exit 1; }
 HOST=$(rustc -vV | awk '/^host:/ {print $2}')
 PROFDATA="$(rustc --print sysroot)/lib/rustlib/$HOST/bin/llvm-profdata"
 if [ ! -x "$PROFDATA" ]; then
@@ -42,7 +43,6 @@ fi
 [ -x "$PROFDATA" ] || { echo "llvm-profdata not found at $PROFDATA (rustup component add llvm-tools)" >&2; exit 1; }
 
 WORK=$(mktemp -d /tmp/shardproxy-pgo.XXXXXX)
-chown postgres "$WORK"
 CLUSTER="$WORK/pg"
 PROXY_PID=
 cleanup() {
@@ -51,15 +51,20 @@ cleanup() {
     [ -d "$CLUSTER" ] && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$CLUSTER" -m immediate stop >/dev/null 2>&1
     rm -rf "$WORK"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+chown postgres "$WORK"
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+# `--target` keeps the flags off build scripts and proc macros (they run on
+# the build machine, not in the proxy); the fixed default profile directory
+# keeps the instrumented build's flags, and so its cache, the same every run.
 echo "== 1/3 instrumented build (target/pgo-gen)"
-CARGO_TARGET_DIR=target/pgo-gen RUSTFLAGS="-Cprofile-generate=$WORK/build-profiles" \
-    cargo build --release --locked --bin shardproxy
+CARGO_TARGET_DIR=target/pgo-gen RUSTFLAGS="-Cprofile-generate=$PWD/target/pgo-gen/default-profiles" \
+    cargo build --release --locked --bin shardproxy --target "$HOST"
 
 echo "== 2/3 training"
 PG_PORT=$(free_port)
@@ -97,15 +102,20 @@ for t in accounts:aid branches:bid tellers:tid history:aid; do
 done
 mkdir -p "$WORK/profiles"
 LLVM_PROFILE_FILE="$WORK/profiles/shardproxy-%p.profraw" RUST_LOG=warn \
-    target/pgo-gen/release/shardproxy serve --config "$WORK/proxy.toml" >"$WORK/proxy.log" 2>&1 &
+    "target/pgo-gen/$HOST/release/shardproxy" serve --config "$WORK/proxy.toml" >"$WORK/proxy.log" 2>&1 &
 PROXY_PID=$!
 for _ in $(seq 100); do
     (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break
     sleep 0.1
 done
 bench() {
-    pgbench -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -n -c 8 -j 2 -T "$TRAIN_SECONDS" "$@" train0 2>&1 |
-        awk -v what="$*" '/^tps = / {printf "   pgbench %s: %s tps\n", what, $3}'
+    pgbench -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -n -c 8 -j 2 -T "$TRAIN_SECONDS" "$@" train0 \
+        >"$WORK/bench.log" 2>&1 || {
+        echo "pgbench $* through the proxy failed:" >&2
+        cat "$WORK/bench.log" "$WORK/proxy.log" >&2
+        exit 1
+    }
+    awk -v what="$*" '/^tps = / {printf "   pgbench %s: %s tps\n", what, $3}' "$WORK/bench.log"
 }
 pgbench -i -s 2 -q -h 127.0.0.1 -p "$PROXY_PORT" -U postgres train0 >"$WORK/init.log" 2>&1 || {
     echo "pgbench -i through the proxy failed:" >&2
@@ -125,7 +135,14 @@ wait "$PROXY_PID" || true
 PROXY_PID=
 
 echo "== 3/3 optimized build (target/pgo/release/shardproxy)"
+# The profile is written when the proxy exits normally (SIGTERM drains, then main returns).
+compgen -G "$WORK/profiles/*.profraw" >/dev/null || {
+    echo "the instrumented proxy wrote no profile; its log:" >&2
+    cat "$WORK/proxy.log" >&2
+    exit 1
+}
 "$PROFDATA" merge -o "$WORK/shardproxy.profdata" "$WORK"/profiles/*.profraw
 CARGO_TARGET_DIR=target/pgo RUSTFLAGS="-Cprofile-use=$WORK/shardproxy.profdata" \
-    cargo build --release --locked --bin shardproxy
+    cargo build --release --locked --bin shardproxy --target "$HOST"
+install -D "target/pgo/$HOST/release/shardproxy" target/pgo/release/shardproxy
 echo "built target/pgo/release/shardproxy"
