@@ -243,21 +243,18 @@ impl ShardPool {
     pub fn reap_idle(&self) {
         let limit = self.settings.idle_timeout;
         let now = Instant::now();
-        let mut expired = Vec::new();
-        {
+        let expired: Vec<_> = {
             let mut s = self.slots();
-            let mut kept = Vec::with_capacity(s.idle.len());
-            for mut b in s.idle.drain(..) {
-                let since = *b.idle_since.get_or_insert(now);
-                if now.duration_since(since) < limit {
-                    kept.push(b);
-                } else {
-                    expired.push(b);
-                }
-            }
-            s.idle = kept;
+            let expired = s
+                .idle
+                .extract_if(.., |b| {
+                    let since = *b.idle_since.get_or_insert(now);
+                    now.duration_since(since) >= limit
+                })
+                .collect();
             self.publish(&s);
-        }
+            expired
+        };
         // Closed outside the lock.
         drop(expired);
     }
