@@ -10,7 +10,7 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use shardproxy::config::Config;
 use shardproxy::data::planner::{
-    resolve, resolve_stmt, KeySource, KeyType, Params, Planner, Target,
+    resolve, resolve_stmt, KeySource, KeyType, LastPlan, Params, Planner, Target,
 };
 use shardproxy::data::router::ShardMap;
 
@@ -105,6 +105,20 @@ fn route_simple(c: &mut Criterion) {
         b.iter(|| {
             i = (i + 1) % texts.len();
             let (plan, lits) = planner.plan_literals(black_box(&texts[i]));
+            let params = Params {
+                values: lits.iter().map(|l| Some(l.as_bytes())).collect(),
+                formats: Default::default(),
+            };
+            resolve_stmt(&plan.stmts[0], &params, &m)
+        })
+    });
+    // The same through a session's memo of its last statement shape, as
+    // the session runs it.
+    let mut last = LastPlan::default();
+    c.bench_function("route_simple/pgbench_select_new_key_session", |b| {
+        b.iter(|| {
+            i = (i + 1) % texts.len();
+            let (plan, lits) = planner.plan_literals_with(black_box(&texts[i]), &mut last);
             let params = Params {
                 values: lits.iter().map(|l| Some(l.as_bytes())).collect(),
                 formats: Default::default(),

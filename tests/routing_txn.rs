@@ -272,3 +272,55 @@ async fn extended_protocol_transaction_on_second_shard() {
         .get(0);
     assert_eq!(open, 0);
 }
+
+/// Plans a session keeps (its last simple-protocol statement shape, its
+/// unnamed and named prepared statements) are made again after a RELOAD
+/// that changes the table definitions: a table the map did not know ran on
+/// the session's shard (s0); once the reload shards it, the same statements
+/// reach the key's owner (s1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_planned_before_a_reload_follow_the_new_tables() {
+    let r = Routed::start(2, false, false, TABLES).await;
+    r.on_every_shard("create table later (k bigint primary key, v text not null)")
+        .await;
+    let b = (1..).find(|k| r.shard_of_int("kv", *k) == 1).unwrap();
+    let shards = r.shard_clients().await;
+    shards[1]
+        .execute("insert into later values ($1, 'on s1')", &[&b])
+        .await
+        .unwrap();
+    let p = connect(&r.url()).await;
+    let named = p.prepare("select v from later where k = $1").await.unwrap();
+    let simple = format!("select v from later where k = {b}");
+    let values =
+        |rows: Vec<tokio_postgres::Row>| -> Vec<String> { rows.iter().map(|r| r.get(0)).collect() };
+    // Unknown table: any shard, which is s0 here (no row there).
+    assert!(simple_rows(&p, &simple).await.is_empty());
+    assert!(values(p.query(&named, &[&b]).await.unwrap()).is_empty());
+    let unnamed = "select v from later where k = $1::bigint";
+    assert!(values(p.query(unnamed, &[&b]).await.unwrap()).is_empty());
+
+    // `later` is sharded like kv (same colocation group, same owners).
+    let text = std::fs::read_to_string(&r.config_path).unwrap()
+        + "[[tables]]\nname = \"later\"\nshard_key = \"k\"\nkey_type = \"bigint\"\n";
+    std::fs::write(&r.config_path, text).unwrap();
+    r.proxy.reload().unwrap();
+    assert_eq!(r.shard_of_int("later", b), 1);
+
+    assert_eq!(simple_rows(&p, &simple).await, ["on s1"]);
+    assert_eq!(values(p.query(&named, &[&b]).await.unwrap()), ["on s1"]);
+    assert_eq!(values(p.query(unnamed, &[&b]).await.unwrap()), ["on s1"]);
+}
+
+/// The first column of every row of a simple-protocol query.
+async fn simple_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<String> {
+    c.simple_query(sql)
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+        .collect()
+}

@@ -132,6 +132,7 @@ mod tests {
         Arc::new(Plan {
             stmts: Vec::new(),
             hint: Some(super::super::plan::Hint::Shard(n.to_string())),
+            ..Plan::default()
         })
     }
 

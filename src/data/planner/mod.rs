@@ -28,6 +28,7 @@ mod from;
 mod hints;
 mod insert_split;
 mod keys;
+mod last_plan;
 mod lex;
 pub mod normalize;
 mod plan;
@@ -36,6 +37,7 @@ pub mod properties;
 mod resolve;
 mod scope;
 mod session_state;
+pub mod setting_words;
 mod simple_agg;
 mod unparsed;
 mod walk;
@@ -53,6 +55,7 @@ pub use catalog::{Catalog, KeyType, TableMeta};
 pub use copy_split::{CopyDest, CopySplitter};
 pub use hints::extract_hint;
 pub use insert_split::{split_insert, InsertPart};
+pub use last_plan::LastPlan;
 pub use plan::{
     AggKind, CopyFormat, CopySpec, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
     StmtPlan, Target,
@@ -82,7 +85,13 @@ const MAX_KEPT_DEPTH: usize = 256;
 pub struct Planner {
     catalog: Arc<dyn Catalog>,
     cache: Option<cache::PlanCache>,
+    /// Unique per planner in the process (never 0), so a session's
+    /// [`LastPlan`] or reused statement can tell which planner made it.
+    id: u64,
 }
+
+/// Source of [`Planner::id`]s.
+static NEXT_PLANNER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Planner {
     /// A planner over `catalog` (usually `Arc<ShardMap>`) with the default cache.
@@ -95,7 +104,13 @@ impl Planner {
         Planner {
             catalog,
             cache: (entries > 0).then(|| cache::PlanCache::new(entries)),
+            id: NEXT_PLANNER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
+    }
+
+    /// This planner's process-unique id.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// The plan of a SQL text, from the cache when possible. Never panics; a
@@ -118,6 +133,19 @@ impl Planner {
     /// parameters when the text was normalized (see [`normalize`]): texts
     /// that differ only in literals share one cached plan.
     pub fn plan_literals<'a>(&self, sql: &'a str) -> (Arc<Plan>, normalize::Literals<'a>) {
+        self.plan_literals_with(sql, &mut LastPlan::default())
+    }
+
+    /// [`Planner::plan_literals`] through a session's memo of its last
+    /// statement shape: a text of that shape costs one scan and no lookup.
+    pub fn plan_literals_with<'a>(
+        &self,
+        sql: &'a str,
+        last: &mut LastPlan,
+    ) -> (Arc<Plan>, normalize::Literals<'a>) {
+        if let Some(hit) = last.hit(self.id, sql) {
+            return hit;
+        }
         if let Some(n) = normalize::normalize(sql) {
             let plan = self.plan(&n.template);
             let usable = plan.stmts.len() == 1
@@ -126,6 +154,7 @@ impl Planner {
                     Target::Unparsed { .. } | Target::InsertMulti { .. }
                 );
             if usable {
+                last.remember(n.template, plan.clone());
                 return (plan, n.literals);
             }
         }
@@ -141,12 +170,15 @@ impl Planner {
             let error = format!("statement text too long to plan ({} bytes)", sql.len());
             Plan {
                 stmts: vec![unparsed::plan_unparsed(sql, error)],
-                hint: None,
+                ..Plan::default()
             }
         } else {
             plan_on_big_stack(sql, cat)
         };
         plan.hint = extract_hint(sql);
+        plan.made_by = self.id;
+        plan.touches_settings = setting_words::may_change_settings(sql);
+        plan.drops_statements = plan.touches_settings && setting_words::may_drop_statements(sql);
         if let Some(h) = &plan.hint {
             for s in &mut plan.stmts {
                 s.target = s.hinted(h);
@@ -172,7 +204,7 @@ fn plan_on_big_stack(sql: &str, cat: &dyn Catalog) -> Plan {
             sql,
             "could not start a planner thread".into(),
         )],
-        hint: None,
+        ..Plan::default()
     })
 }
 
@@ -214,7 +246,10 @@ fn plan_text(sql: &str, cat: &dyn Catalog) -> Plan {
             .collect(),
         Err(e) => vec![unparsed::plan_unparsed(sql, e.to_string())],
     };
-    Plan { stmts, hint: None }
+    Plan {
+        stmts,
+        ..Plan::default()
+    }
 }
 
 /// The deepest expression nesting in a statement.

@@ -13,13 +13,22 @@ use super::catalog::KeyType;
 
 /// The plan of one simple-query string (one or more statements) or one
 /// prepared statement.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Plan {
     /// One entry per statement, in text order (empty for an empty query).
     pub stmts: Vec<StmtPlan>,
     /// A routing hint found in a comment (`/* shard_key=… */`, `/* shard=… */`).
     /// It is already applied to the statements' targets (see [`StmtPlan::hinted`]).
     pub hint: Option<Hint>,
+    /// Running the text may change the backend's session settings (see
+    /// [`super::setting_words`]): the session reads them back afterwards.
+    pub touches_settings: bool,
+    /// Running the text may drop the backend's prepared statements
+    /// (DISCARD, DEALLOCATE).
+    pub drops_statements: bool,
+    /// The [`super::Planner::id`] of the planner (and so the table
+    /// definitions) that made it: a plan kept across a RELOAD is made again.
+    pub made_by: u64,
 }
 
 /// A routing hint: from a comment in the SQL text or from the session's

@@ -121,7 +121,12 @@ fn shards_of(
     map: &ShardMap,
 ) -> Result<Route, RouteError> {
     check_group(map, group)?;
-    let mut shards = Vec::with_capacity(keys.len());
+    // One key (the OLTP case) allocates nothing; a few stay inline.
+    if let [k] = keys {
+        let v = key_value(k, key_type, params)?;
+        return Ok(Route::Shard(map.shard_for(group, &v)));
+    }
+    let mut shards = smallvec::SmallVec::<[usize; 8]>::with_capacity(keys.len());
     for k in keys {
         let v = key_value(k, key_type, params)?;
         shards.push(map.shard_for(group, &v));
@@ -131,7 +136,7 @@ fn shards_of(
     Ok(match shards.as_slice() {
         [one] => Route::Shard(*one),
         [] => Route::Any,
-        _ => Route::Shards(shards),
+        _ => Route::Shards(shards.into_vec()),
     })
 }
 

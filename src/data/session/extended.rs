@@ -6,7 +6,6 @@
 use super::prepared::PreparedStmt;
 use super::relay::{Expect, Relayed};
 use super::route::Dispatch;
-use super::settings::may_drop_statements;
 use super::{End, Session};
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::frontend::{BindMsg, ExecuteMsg, ParseMsg, TargetMsg};
@@ -246,6 +245,11 @@ impl Session {
                     let plan = match parsed.iter().rev().find(|(n, _)| *n == b.statement) {
                         Some((_, p)) => p.clone(),
                         None => match self.prepared.get(b.statement) {
+                            // Planned before a RELOAD: route by the
+                            // current table definitions.
+                            Some(s) if s.plan.made_by != self.rt.planner.id() => {
+                                self.rt.planner.plan(s.query())
+                            }
                             Some(s) => s.plan.clone(),
                             // A missing statement is reported by translate().
                             None => continue,
@@ -376,7 +380,7 @@ impl Session {
                             } else {
                                 b.encode_renamed(&stmt.global_name, wire);
                             }
-                            let drops = stmt.touches_settings && may_drop_statements(stmt.query());
+                            let drops = stmt.plan.drops_statements;
                             if let (true, Some(be)) = (drops, backend.as_deref_mut()) {
                                 // DISCARD/DEALLOCATE ALL is about to drop every
                                 // server-side statement (itself included): later
@@ -510,7 +514,7 @@ impl Session {
     /// The statement a Parse makes: the client's unnamed one again when the
     /// Parse repeats it, else a new one planned now.
     fn statement_of(&self, p: &ParseMsg<'_>) -> Arc<PreparedStmt> {
-        match self.prepared.reusable(p) {
+        match self.prepared.reusable(p, self.rt.planner.id()) {
             Some(s) => s,
             None => Arc::new(PreparedStmt::new(
                 p.query,
@@ -531,7 +535,7 @@ impl Session {
         queue: &mut VecDeque<Expect>,
     ) -> Option<Arc<PreparedStmt>> {
         let stmt = self.prepared.get(name)?.clone();
-        if stmt.touches_settings {
+        if stmt.plan.touches_settings {
             self.settings_dirty = true;
         }
         let Some(be) = backend else {

@@ -83,6 +83,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         wire_buf: BytesMut::new(),
         expect_buf: Default::default(),
         parsed_in_batch: Vec::new(),
+        last_plan: Default::default(),
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -148,6 +149,8 @@ pub struct Session {
     /// The statement each Parse of the current batch makes, by the Parse's
     /// offset in the batch: made once while routing, used by `translate`.
     parsed_in_batch: Vec<(usize, Arc<prepared::PreparedStmt>)>,
+    /// The shape of the last simple-protocol statement and its plan.
+    last_plan: crate::data::planner::LastPlan,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for

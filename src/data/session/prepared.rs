@@ -25,8 +25,6 @@ pub struct PreparedStmt {
     /// [`PreparedRegistry::reusable`] touches one place in memory.
     text: Box<[u8]>,
     query_len: usize,
-    /// True when running it may change session settings (SET, RESET, ...).
-    pub touches_settings: bool,
     /// The routing plan, made once at Parse.
     pub plan: Arc<Plan>,
 }
@@ -51,7 +49,6 @@ impl PreparedStmt {
             global_name: format!("sp{hash:016x}"),
             text: [query.as_bytes(), &[0], param_types].concat().into(),
             query_len: query.len(),
-            touches_settings: super::settings::may_change_settings(query),
             plan,
         }
     }
@@ -95,16 +92,19 @@ impl PreparedRegistry {
     /// The client's unnamed statement when a new Parse of the unnamed
     /// statement repeats it (clients using the extended protocol without
     /// named statements send the same Parse for every execution).
+    /// Only a statement `planner` planned is reused: after a RELOAD the
+    /// text is planned again against the new table definitions.
     pub fn reusable(
         &self,
         p: &crate::data::codec::frontend::ParseMsg<'_>,
+        planner: u64,
     ) -> Option<Arc<PreparedStmt>> {
         if !p.name.is_empty() {
             return None;
         }
         self.unnamed
             .as_ref()
-            .filter(|s| s.is(p.query, p.param_types))
+            .filter(|s| s.plan.made_by == planner && s.is(p.query, p.param_types))
             .cloned()
     }
 
@@ -143,10 +143,7 @@ mod tests {
     use super::*;
 
     fn plan() -> Arc<Plan> {
-        Arc::new(Plan {
-            stmts: vec![],
-            hint: None,
-        })
+        Arc::new(Plan::default())
     }
 
     #[test]

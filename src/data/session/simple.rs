@@ -2,7 +2,6 @@
 
 use super::relay::Relayed;
 use super::route::Dispatch;
-use super::settings::{may_change_settings, may_drop_statements};
 use super::{End, Session};
 use crate::data::codec::frontend::query_text;
 use crate::data::codec::SqlError;
@@ -35,7 +34,7 @@ impl Session {
                 Err(e) => self.error_and_ready(e).await,
             };
         }
-        let (plan, literals) = self.rt.planner.plan_literals(sql);
+        let (plan, literals) = self.rt.planner.plan_literals_with(sql, &mut self.last_plan);
         let params = Params {
             values: literals.iter().map(|l| Some(l.as_bytes())).collect(),
             formats: Default::default(),
@@ -60,8 +59,8 @@ impl Session {
             Ok(Dispatch::EndMulti { commit }) => return Box::pin(self.end_multi(commit)).await,
             Err(e) => return self.error_and_ready(e).await,
         };
-        let touches_settings = may_change_settings(sql);
-        let drops_statements = touches_settings && may_drop_statements(sql);
+        let touches_settings = plan.touches_settings;
+        let drops_statements = plan.drops_statements;
         if let Err(e) = self.acquire(shard).await {
             return self.error_and_ready(e).await;
         }
