@@ -472,12 +472,18 @@ async fn full_pool_body() {
     let pool = p.proxy.runtime().pools[0].clone();
 
     // Returned within the timeout: the waiter runs right after the COMMIT.
+    // Simple protocol: one checkout per query (a prepared query_one takes
+    // two, Parse then Bind, and the holder could come between them).
     holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
     let queued = tokio::spawn(async move {
-        let r = waiter
-            .query_one("SELECT 7", &[])
-            .await
-            .map(|r| r.get::<_, i32>(0));
+        let r = waiter.simple_query("SELECT 7").await.map(|m| {
+            m.iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+                    _ => None,
+                })
+                .unwrap_or_default()
+        });
         (r, waiter)
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -490,7 +496,7 @@ async fn full_pool_body() {
     // The returned backend is handed to the waiter: the holder's next
     // statement queues behind it instead of taking the backend back.
     let next = async {
-        let r = holder.query_one("SELECT pg_sleep(0.3)::text", &[]).await;
+        let r = holder.simple_query("SELECT pg_sleep(0.3)").await;
         (r, Instant::now())
     };
     let queued = async {
@@ -500,7 +506,7 @@ async fn full_pool_body() {
     let ((next, next_at), (queued, served_at)) = tokio::join!(next, queued);
     next.unwrap();
     let (r, waiter) = queued.unwrap();
-    assert_eq!(r.unwrap(), 7);
+    assert_eq!(r.unwrap(), "7");
     assert!(
         served_at < next_at,
         "the waiter ran after the holder's next statement"

@@ -265,38 +265,25 @@ impl Session {
                         error: e,
                         at_bind: Some(frame_start(batch, body)),
                     })?;
-                    chosen = match (chosen, d) {
-                        (Dispatch::Any, d) => d,
-                        (c, Dispatch::Any) => c,
-                        (Dispatch::One(a), Dispatch::One(b)) if a == b => Dispatch::One(a),
-                        (Dispatch::One(_), Dispatch::One(_)) => {
-                            return Err(SqlError::new(
+                    chosen =
+                        match (chosen, d) {
+                            (Dispatch::Any, d) => d,
+                            (c, Dispatch::Any) => c,
+                            (Dispatch::One(a), Dispatch::One(b)) if a == b => Dispatch::One(a),
+                            (Dispatch::One(_), Dispatch::One(_)) => return Err(SqlError::new(
                                 sqlstate::FEATURE_NOT_SUPPORTED,
                                 "statements in one pipeline (up to Sync) go to different shards",
                             )
                             .with_hint("Send a Sync between statements for different shards.")
-                            .into())
-                        }
-                        _ => {
-                            return Err(SqlError::new(
-                                sqlstate::FEATURE_NOT_SUPPORTED,
-                                "a statement that spans shards must be alone in its pipeline (up to Sync)",
-                            )
-                            .with_hint("Send a Sync after each statement that spans shards.")
-                            .into())
-                        }
-                    };
+                            .into()),
+                            _ => return Err(spanning_not_alone().into()),
+                        };
                 }
                 _ => {}
             }
         }
         if binds > 1 && !matches!(chosen, Dispatch::One(_) | Dispatch::Any) {
-            return Err(SqlError::new(
-                sqlstate::FEATURE_NOT_SUPPORTED,
-                "a statement that spans shards must be alone in its pipeline (up to Sync)",
-            )
-            .with_hint("Send a Sync after each statement that spans shards.")
-            .into());
+            return Err(spanning_not_alone().into());
         }
         if binds == 0 {
             // Only Parse/Describe (a client preparing a statement): describe
@@ -666,6 +653,16 @@ pub(super) fn frames(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
 /// Offset of the frame whose body is `body` within `batch`.
 fn frame_start(batch: &[u8], body: &[u8]) -> usize {
     body.as_ptr() as usize - batch.as_ptr() as usize - 5
+}
+
+/// The refusal of a pipeline holding a statement that spans shards beside
+/// other statements (the fan-out runs one statement per Sync).
+fn spanning_not_alone() -> SqlError {
+    SqlError::new(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        "a statement that spans shards must be alone in its pipeline (up to Sync)",
+    )
+    .with_hint("Send a Sync after each statement that spans shards.")
 }
 
 #[cfg(test)]
