@@ -12,8 +12,8 @@
 //! LIMIT/OFFSET counts stay literal and texts with ORDER BY or GROUP BY are
 //! left alone, so a merge never sees a parameter where it needs a number.
 //! Only plain SELECT/UPDATE/DELETE texts without comments (routing hints live
-//! there), `$`, `E''`/`U&''`/`B''`/`X''` strings or typed literals
-//! (`DATE '…'`, `INTERVAL '…'`) are normalized; anything else is planned as
+//! there), `$`, `E''`/`U&''`/`B''`/`X''` strings, backslashes in string
+//! literals or typed literals (`DATE '…'`, `INTERVAL '…'`) are normalized; anything else is planned as
 //! written. Hand-written: one pass over bytes, no crate offers this for
 //! Postgres syntax without a full parse.
 
@@ -161,6 +161,14 @@ fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> 
                 }
                 let end = find_quote_end(b, i, b'\'')?;
                 let body = &sql[i + 1..end - 1];
+                // With standard_conforming_strings off, a backslash escapes
+                // the next character ('\'' is a quote, not the end), so the
+                // literal and everything after it would be read differently
+                // from here: leave such texts to be planned as written. With
+                // it on (the default), this only skips the cache key.
+                if memchr::memchr(b'\\', body.as_bytes()).is_some() {
+                    return None;
+                }
                 literals.push(if body.contains("''") {
                     Cow::Owned(body.replace("''", "'"))
                 } else {
@@ -346,6 +354,7 @@ mod tests {
         "-- c",
         "E'z'",
         "date '2020-01-01'",
+        "'a\\b'",
         ";",
         "\"q\"\"r\"",
         "a - 1 ",
@@ -408,6 +417,9 @@ mod tests {
         assert_eq!(n("INSERT INTO t VALUES (1)"), None);
         assert_eq!(n("SELECT now()"), None);
         assert_eq!(n("SELECT 'unterminated"), None);
+        // Read as two statements with standard_conforming_strings off.
+        assert_eq!(n("select '\\'' ; set search_path = x -- '"), None);
+        assert_eq!(n("select * from t where k = 'a\\b'"), None);
         assert_eq!(n("SELECT a FROM t WHERE id = 1 ORDER BY 1"), None);
         assert_eq!(
             n("SELECT a FROM t WHERE id = 1 LIMIT 10 OFFSET 5")
