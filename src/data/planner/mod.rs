@@ -37,7 +37,7 @@ pub mod properties;
 mod resolve;
 mod scope;
 mod session_state;
-pub mod setting_words;
+mod setting_words;
 mod simple_agg;
 mod unparsed;
 mod walk;
