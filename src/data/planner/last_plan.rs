@@ -3,9 +3,8 @@
 //! OLTP clients on the simple protocol send one statement shape over and
 //! over with new literals. Checking the next text against the session's
 //! last template (while scanning it once) skips building the template,
-//! hashing it and taking the shared plan cache's lock. The plan names the
-//! planner that made it: after a RELOAD swaps the planner (and with it the
-//! table definitions), the memo no longer matches and is replaced.
+//! hashing it and taking the shared plan cache's lock. The session clears
+//! the memo when a RELOAD gives it a new planner (new table definitions).
 
 use std::sync::Arc;
 
@@ -20,10 +19,9 @@ pub struct LastPlan {
 }
 
 impl LastPlan {
-    /// The memo's plan and `sql`'s literals, when `sql` has the memo's shape
-    /// and `planner` made the memo.
-    pub(super) fn hit<'a>(&self, planner: u64, sql: &'a str) -> Option<(Arc<Plan>, Literals<'a>)> {
-        let plan = self.plan.as_ref().filter(|p| p.made_by == planner)?;
+    /// The memo's plan and `sql`'s literals, when `sql` has the memo's shape.
+    pub(super) fn hit<'a>(&self, sql: &'a str) -> Option<(Arc<Plan>, Literals<'a>)> {
+        let plan = self.plan.as_ref()?;
         let literals = normalize::literals_if_template(sql, &self.template)?;
         Some((plan.clone(), literals))
     }

@@ -85,13 +85,7 @@ const MAX_KEPT_DEPTH: usize = 256;
 pub struct Planner {
     catalog: Arc<dyn Catalog>,
     cache: Option<cache::PlanCache>,
-    /// Unique per planner in the process (never 0), so a session's
-    /// [`LastPlan`] or reused statement can tell which planner made it.
-    id: u64,
 }
-
-/// Source of [`Planner::id`]s.
-static NEXT_PLANNER_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl Planner {
     /// A planner over `catalog` (usually `Arc<ShardMap>`) with the default cache.
@@ -104,13 +98,7 @@ impl Planner {
         Planner {
             catalog,
             cache: (entries > 0).then(|| cache::PlanCache::new(entries)),
-            id: NEXT_PLANNER_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         }
-    }
-
-    /// This planner's process-unique id.
-    pub fn id(&self) -> u64 {
-        self.id
     }
 
     /// The plan of a SQL text, from the cache when possible. Never panics; a
@@ -138,12 +126,13 @@ impl Planner {
 
     /// [`Planner::plan_literals`] through a session's memo of its last
     /// statement shape: a text of that shape costs one scan and no lookup.
+    /// The memo must have been filled by this planner.
     pub fn plan_literals_with<'a>(
         &self,
         sql: &'a str,
         last: &mut LastPlan,
     ) -> (Arc<Plan>, normalize::Literals<'a>) {
-        if let Some(hit) = last.hit(self.id, sql) {
+        if let Some(hit) = last.hit(sql) {
             return hit;
         }
         if let Some(n) = normalize::normalize(sql) {
@@ -176,7 +165,6 @@ impl Planner {
             plan_on_big_stack(sql, cat)
         };
         plan.hint = extract_hint(sql);
-        plan.made_by = self.id;
         plan.touches_settings = setting_words::may_change_settings(sql);
         plan.drops_statements = plan.touches_settings && setting_words::may_drop_statements(sql);
         if let Some(h) = &plan.hint {

@@ -13,8 +13,8 @@
 //! left alone, so a merge never sees a parameter where it needs a number.
 //! Only plain SELECT/UPDATE/DELETE texts without comments (routing hints live
 //! there), `$`, `E''`/`U&''`/`B''`/`X''` strings, backslashes in string
-//! literals or typed literals (`DATE '…'`, `INTERVAL '…'`) are normalized; anything else is planned as
-//! written. Hand-written: one pass over bytes, no crate offers this for
+//! literals or typed literals (`DATE '…'`, `INTERVAL '…'`) are normalized;
+//! anything else is planned as written. Hand-written: one pass over bytes, no crate offers this for
 //! Postgres syntax without a full parse.
 
 use std::borrow::Cow;
@@ -76,16 +76,31 @@ pub fn literals_if_template<'a>(sql: &'a str, template: &str) -> Option<Literals
 /// known one ([`Matcher`]). Returning false stops the scan.
 trait TemplateSink {
     fn text(&mut self, s: &str) -> bool;
-    fn param(&mut self, n: usize) -> bool;
+
+    /// `$n`, written by hand: `write!` costs more than the rest of a short
+    /// text.
+    fn param(&mut self, n: usize) -> bool {
+        let mut buf = [0u8; 21];
+        let mut i = buf.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            buf[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        i -= 1;
+        buf[i] = b'$';
+        // ASCII by construction.
+        self.text(std::str::from_utf8(&buf[i..]).unwrap_or_default())
+    }
 }
 
 impl TemplateSink for String {
     fn text(&mut self, s: &str) -> bool {
         self.push_str(s);
-        true
-    }
-    fn param(&mut self, n: usize) -> bool {
-        push_param(self, n);
         true
     }
 }
@@ -97,24 +112,10 @@ struct Matcher<'t> {
 
 impl TemplateSink for Matcher<'_> {
     fn text(&mut self, s: &str) -> bool {
-        match self.rest.strip_prefix(s.as_bytes()) {
-            Some(r) => {
-                self.rest = r;
-                true
-            }
-            None => false,
-        }
-    }
-    fn param(&mut self, n: usize) -> bool {
-        let mut buf = [0u8; 21];
-        let len = param_bytes(n, &mut buf);
-        match self.rest.strip_prefix(&buf[..len]) {
-            Some(r) => {
-                self.rest = r;
-                true
-            }
-            None => false,
-        }
+        self.rest
+            .strip_prefix(s.as_bytes())
+            .map(|r| self.rest = r)
+            .is_some()
     }
 }
 
@@ -246,34 +247,6 @@ fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> 
         return None;
     }
     out.text(&sql[copied..]).then_some(literals)
-}
-
-/// Appends `$n`.
-fn push_param(out: &mut String, n: usize) {
-    let mut buf = [0u8; 21];
-    let len = param_bytes(n, &mut buf);
-    // ASCII by construction.
-    out.push_str(std::str::from_utf8(&buf[..len]).unwrap_or_default());
-}
-
-/// Writes `$n` to the front of `buf` and returns its length (by hand:
-/// `write!` costs more than the rest of a short text).
-fn param_bytes(n: usize, buf: &mut [u8; 21]) -> usize {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let len = digits.len() - i;
-    buf[0] = b'$';
-    buf[1..=len].copy_from_slice(&digits[i..]);
-    len + 1
 }
 
 /// True when `s` ends with a keyword after which `-5` is a literal (`BY -1`).

@@ -26,9 +26,6 @@ pub struct Plan {
     /// Running the text may drop the backend's prepared statements
     /// (DISCARD, DEALLOCATE).
     pub drops_statements: bool,
-    /// The [`super::Planner::id`] of the planner (and so the table
-    /// definitions) that made it: a plan kept across a RELOAD is made again.
-    pub made_by: u64,
 }
 
 /// A routing hint: from a comment in the SQL text or from the session's

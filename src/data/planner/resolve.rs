@@ -1,17 +1,17 @@
 //! From a plan's target to shards, once Bind parameters are known.
 
+use crate::data::codec::frontend::{ParamFormats, ParamValues};
 use crate::data::router::{KeyType, KeyValue, ShardMap};
 
 use super::plan::{KeySource, StmtPlan, Target};
 
 /// Bind parameter values (Postgres Bind semantics: no format codes means all
 /// text, one applies to all, otherwise one per parameter; `None` is NULL).
-/// Inline up to four (as the codec's Bind values): made for every statement
-/// routed, they allocate nothing for an OLTP statement's few parameters.
+/// The codec's inline vectors: a decoded Bind's values move in as they are.
 #[derive(Debug, Clone, Default)]
 pub struct Params<'a> {
-    pub values: smallvec::SmallVec<[Option<&'a [u8]>; 4]>,
-    pub formats: smallvec::SmallVec<[i16; 4]>,
+    pub values: ParamValues<'a>,
+    pub formats: ParamFormats,
 }
 
 impl Params<'_> {

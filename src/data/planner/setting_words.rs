@@ -22,8 +22,8 @@ pub fn may_change_settings(sql: &str) -> bool {
     })
 }
 
-/// Case-insensitive substring test for a needle with an underscore:
-/// memchr jumps between underscores, so a text without one costs one scan.
+/// Case-insensitive substring test. For a needle with an underscore, memchr
+/// jumps between underscores, so a text without one costs one scan.
 fn contains_ignore_case(hay: &str, needle: &str) -> bool {
     let (h, n) = (hay.as_bytes(), needle.as_bytes());
     let Some(at) = memchr::memchr(b'_', n) else {
@@ -51,8 +51,7 @@ fn skip_space_and_comments(mut s: &str) -> &str {
 
 /// True when `sql` may drop the backend's prepared statements.
 pub fn may_drop_statements(sql: &str) -> bool {
-    let lower = sql.to_ascii_lowercase();
-    lower.contains("discard") || lower.contains("deallocate")
+    contains_ignore_case(sql, "discard") || contains_ignore_case(sql, "deallocate")
 }
 
 #[cfg(test)]
@@ -77,5 +76,8 @@ mod tests {
         ));
         assert!(!may_change_settings("select set_conf, _config from t_u"));
         assert!(!may_change_settings("select _config"));
+        assert!(may_drop_statements("DISCARD ALL"));
+        assert!(may_drop_statements("set x = 1; Deallocate s1"));
+        assert!(!may_drop_statements("RESET ALL"));
     }
 }

@@ -245,11 +245,6 @@ impl Session {
                     let plan = match parsed.iter().rev().find(|(n, _)| *n == b.statement) {
                         Some((_, p)) => p.clone(),
                         None => match self.prepared.get(b.statement) {
-                            // Planned before a RELOAD: route by the
-                            // current table definitions.
-                            Some(s) if s.plan.made_by != self.rt.planner.id() => {
-                                self.rt.planner.plan(s.query())
-                            }
                             Some(s) => s.plan.clone(),
                             // A missing statement is reported by translate().
                             None => continue,
@@ -501,7 +496,7 @@ impl Session {
     /// The statement a Parse makes: the client's unnamed one again when the
     /// Parse repeats it, else a new one planned now.
     fn statement_of(&self, p: &ParseMsg<'_>) -> Arc<PreparedStmt> {
-        match self.prepared.reusable(p, self.rt.planner.id()) {
+        match self.prepared.reusable(p) {
             Some(s) => s,
             None => Arc::new(PreparedStmt::new(
                 p.query,

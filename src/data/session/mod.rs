@@ -220,6 +220,12 @@ impl Session {
                 // leases it handed out).
                 let current = self.proxy.runtime_cell().load();
                 if !Arc::ptr_eq(&current, &self.rt) {
+                    if !Arc::ptr_eq(&current.planner, &self.rt.planner) {
+                        // New table definitions: nothing planned under the
+                        // old ones may route another statement.
+                        self.prepared.replan(&current.planner);
+                        self.last_plan = Default::default();
+                    }
                     self.rt = arc_swap::Guard::into_inner(current);
                 }
             }

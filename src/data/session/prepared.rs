@@ -9,7 +9,7 @@
 //! that lacks it just before it is used. Close of a statement is answered by
 //! the proxy and never reaches a backend (other clients may share it).
 
-use crate::data::planner::Plan;
+use crate::data::planner::{Plan, Planner};
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -92,19 +92,16 @@ impl PreparedRegistry {
     /// The client's unnamed statement when a new Parse of the unnamed
     /// statement repeats it (clients using the extended protocol without
     /// named statements send the same Parse for every execution).
-    /// Only a statement `planner` planned is reused: after a RELOAD the
-    /// text is planned again against the new table definitions.
     pub fn reusable(
         &self,
         p: &crate::data::codec::frontend::ParseMsg<'_>,
-        planner: u64,
     ) -> Option<Arc<PreparedStmt>> {
         if !p.name.is_empty() {
             return None;
         }
         self.unnamed
             .as_ref()
-            .filter(|s| s.plan.made_by == planner && s.is(p.query, p.param_types))
+            .filter(|s| s.is(p.query, p.param_types))
             .cloned()
     }
 
@@ -118,6 +115,22 @@ impl PreparedRegistry {
             self.unnamed = Some(stmt);
         } else {
             self.named.insert(name.to_string(), stmt);
+        }
+    }
+
+    /// Plans every statement again with `planner`: a RELOAD may have
+    /// changed the table definitions the old plans were made from.
+    pub fn replan(&mut self, planner: &Planner) {
+        let again = |s: &Arc<PreparedStmt>| {
+            Arc::new(PreparedStmt {
+                global_name: s.global_name.clone(),
+                text: s.text.clone(),
+                plan: planner.plan(s.query()),
+                ..**s
+            })
+        };
+        for s in self.named.values_mut().chain(self.unnamed.as_mut()) {
+            *s = again(s);
         }
     }
 
