@@ -9,12 +9,19 @@
 #    `pgbench -S` in simple, extended and prepared mode, a write workload and
 #    a few fanned-out reads,
 # 3. merges the profile (llvm-profdata from rustup's llvm-tools component) and
-#    builds the optimized binary into target/pgo/release/shardproxy.
+#    builds the optimized binary,
+# 4. when LLVM's post-link optimizer is installed (`apt-get install bolt-16`),
+#    instruments that binary with llvm-bolt, trains it the same way and lets
+#    BOLT lay out its machine code by the measured paths (hot code together,
+#    cold blocks split off), into target/pgo/release/shardproxy. Without
+#    llvm-bolt (or with BOLT=0) the profile-guided binary is installed as is.
 #
 # Why: the proxy's own CPU per pgbench transaction is mostly branchy glue
 # (tokio's reactor and task polls, the session's state machines). With the
 # profile, LLVM lays the hot path out straight and inlines along it: about
-# 0.8 µs less user CPU per transaction here (docs/benchmarks.md). The plain
+# 0.8 µs less user CPU per transaction here (docs/benchmarks.md). BOLT then
+# packs the hot path into fewer cache lines and pages, which the compiler
+# cannot do across crates and the standard library. The plain
 # `cargo build --release` binary behaves the same, only slower.
 #
 # Runs as root on a Debian-like machine with Postgres (initdb, pg_ctl,
@@ -22,7 +29,9 @@
 # and is stopped with `pg_ctl -D <dir> stop` at the end. Takes two release
 # builds (about 10 minutes on 2 cores) and half a minute of training.
 #
-# Environment: TRAIN_SECONDS=5 (per pgbench run), PGBIN (Postgres binaries).
+# Environment: TRAIN_SECONDS=5 (per pgbench run), PGBIN (Postgres binaries),
+# BOLT=0 (skip step 4), LLVM_BOLT (path of llvm-bolt; found in PATH or
+# /usr/lib/llvm-*/bin otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,14 +68,25 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
+BOLT_BIN=
+if [ "${BOLT:-1}" != 0 ]; then
+    BOLT_BIN=${LLVM_BOLT:-$(command -v llvm-bolt || ls /usr/lib/llvm-*/bin/llvm-bolt 2>/dev/null | sort -V | tail -1 || true)}
+    if [ -z "$BOLT_BIN" ] || [ ! -x "$BOLT_BIN" ]; then
+        echo "note: llvm-bolt not found (apt-get install bolt-16): building profile-guided only" >&2
+        BOLT_BIN=
+    fi
+fi
+STEPS=3
+[ -n "$BOLT_BIN" ] && STEPS=4
+
 # `--target` keeps the flags off build scripts and proc macros (they run on
 # the build machine, not in the proxy); the fixed default profile directory
 # keeps the instrumented build's flags, and so its cache, the same every run.
-echo "== 1/3 instrumented build (target/pgo-gen)"
+echo "== 1/$STEPS instrumented build (target/pgo-gen)"
 CARGO_TARGET_DIR=target/pgo-gen RUSTFLAGS="-Cprofile-generate=$PWD/target/pgo-gen/default-profiles" \
     cargo build --release --locked --bin shardproxy --target "$HOST"
 
-echo "== 2/3 training"
+echo "== 2/$STEPS training"
 PG_PORT=$(free_port)
 runuser -u postgres -- "$PGBIN/initdb" -D "$CLUSTER" -A trust -U postgres --no-sync -E UTF8 >/dev/null
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$CLUSTER" -l "$WORK/pg.log" -w -o \
@@ -101,13 +121,7 @@ for t in accounts:aid branches:bid tellers:tid history:aid; do
     printf '\n[[tables]]\nname = "pgbench_%s"\nshard_key = "%s"\nkey_type = "integer"\n' "${t%%:*}" "${t##*:}" >>"$WORK/proxy.toml"
 done
 mkdir -p "$WORK/profiles"
-LLVM_PROFILE_FILE="$WORK/profiles/shardproxy-%p.profraw" RUST_LOG=warn \
-    "target/pgo-gen/$HOST/release/shardproxy" serve --config "$WORK/proxy.toml" >"$WORK/proxy.log" 2>&1 &
-PROXY_PID=$!
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break
-    sleep 0.1
-done
+
 bench() {
     pgbench -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -n -c 8 -j 2 -T "$TRAIN_SECONDS" "$@" train0 \
         >"$WORK/bench.log" 2>&1 || {
@@ -115,34 +129,75 @@ bench() {
         cat "$WORK/bench.log" "$WORK/proxy.log" >&2
         exit 1
     }
+    grep -q '^number of failed transactions: 0 ' "$WORK/bench.log" || {
+        echo "pgbench $* through the proxy had failed transactions:" >&2
+        cat "$WORK/bench.log" >&2
+        exit 1
+    }
     awk -v what="$*" '/^tps = / {printf "   pgbench %s: %s tps\n", what, $3}' "$WORK/bench.log"
 }
-pgbench -i -s 2 -q -h 127.0.0.1 -p "$PROXY_PORT" -U postgres train0 >"$WORK/init.log" 2>&1 || {
-    echo "pgbench -i through the proxy failed:" >&2
-    cat "$WORK/init.log" "$WORK/proxy.log" >&2
-    exit 1
-}
-# The hot path the benchmark measures gets most of the weight.
-for mode in simple extended prepared; do
-    bench -S -M "$mode"
-done
-bench -N -M prepared
-psql -q -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -d train0 \
-    -c "SELECT count(*), sum(abalance) FROM pgbench_accounts" \
-    -c "SELECT * FROM pgbench_branches" >/dev/null
-kill "$PROXY_PID"
-wait "$PROXY_PID" || true
-PROXY_PID=
 
-echo "== 3/3 optimized build (target/pgo/release/shardproxy)"
-# The profile is written when the proxy exits normally (SIGTERM drains, then main returns).
+# Runs the proxy binary $1 through the training workload. Both kinds of
+# instrumentation write their profile when the proxy exits normally (SIGTERM
+# drains, then main returns).
+train() {
+    LLVM_PROFILE_FILE="$WORK/profiles/shardproxy-%p.profraw" RUST_LOG=warn \
+        "$1" serve --config "$WORK/proxy.toml" >"$WORK/proxy.log" 2>&1 &
+    PROXY_PID=$!
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$PROXY_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    pgbench -i -s 2 -q -h 127.0.0.1 -p "$PROXY_PORT" -U postgres train0 >"$WORK/init.log" 2>&1 || {
+        echo "pgbench -i through the proxy failed:" >&2
+        cat "$WORK/init.log" "$WORK/proxy.log" >&2
+        exit 1
+    }
+    # The hot path the benchmark measures gets most of the weight.
+    for mode in simple extended prepared; do
+        bench -S -M "$mode"
+    done
+    bench -N -M prepared
+    psql -q -h 127.0.0.1 -p "$PROXY_PORT" -U postgres -d train0 \
+        -c "SELECT count(*), sum(abalance) FROM pgbench_accounts" \
+        -c "SELECT * FROM pgbench_branches" >/dev/null
+    kill "$PROXY_PID"
+    wait "$PROXY_PID" || true
+    PROXY_PID=
+}
+train "target/pgo-gen/$HOST/release/shardproxy"
+
+echo "== 3/$STEPS optimized build (target/pgo/$HOST/release/shardproxy)"
 compgen -G "$WORK/profiles/*.profraw" >/dev/null || {
     echo "the instrumented proxy wrote no profile; its log:" >&2
     cat "$WORK/proxy.log" >&2
     exit 1
 }
 "$PROFDATA" merge -o "$WORK/shardproxy.profdata" "$WORK"/profiles/*.profraw
-CARGO_TARGET_DIR=target/pgo RUSTFLAGS="-Cprofile-use=$WORK/shardproxy.profdata" \
+# BOLT can move whole functions only when the link keeps its relocations.
+RELOCS=
+[ -n "$BOLT_BIN" ] && RELOCS=" -Clink-arg=-Wl,--emit-relocs"
+CARGO_TARGET_DIR=target/pgo RUSTFLAGS="-Cprofile-use=$WORK/shardproxy.profdata$RELOCS" \
     cargo build --release --locked --bin shardproxy --target "$HOST"
-install -D "target/pgo/$HOST/release/shardproxy" target/pgo/release/shardproxy
-echo "built target/pgo/release/shardproxy"
+PGO_OUT="target/pgo/$HOST/release/shardproxy"
+
+if [ -z "$BOLT_BIN" ]; then
+    install -D "$PGO_OUT" target/pgo/release/shardproxy
+    echo "built target/pgo/release/shardproxy (profile-guided)"
+    exit 0
+fi
+
+echo "== 4/$STEPS post-link layout ($BOLT_BIN)"
+"$BOLT_BIN" "$PGO_OUT" -instrument -o "$WORK/shardproxy-bolt-inst" \
+    --instrumentation-file="$WORK/bolt.fdata" --instrumentation-file-append-pid=false \
+    >"$WORK/bolt.log" 2>&1 || { cat "$WORK/bolt.log" >&2; exit 1; }
+train "$WORK/shardproxy-bolt-inst"
+[ -s "$WORK/bolt.fdata" ] || { echo "the BOLT-instrumented proxy wrote no profile" >&2; exit 1; }
+"$BOLT_BIN" "$PGO_OUT" -o "$WORK/shardproxy-bolt" -data="$WORK/bolt.fdata" \
+    -reorder-blocks=ext-tsp -reorder-functions=hfsort -split-functions -split-all-cold \
+    -split-eh -icf=1 -use-gnu-stack >"$WORK/bolt.log" 2>&1 || { cat "$WORK/bolt.log" >&2; exit 1; }
+# The rewritten binary must still do all of it, with no failed transaction.
+echo "   checking the rewritten binary:"
+train "$WORK/shardproxy-bolt"
+install -D "$WORK/shardproxy-bolt" target/pgo/release/shardproxy
+echo "built target/pgo/release/shardproxy (profile-guided, laid out by BOLT)"
