@@ -54,12 +54,14 @@ impl From<std::io::Error> for End {
 
 /// Runs a session whose handshake is done, until the client leaves.
 pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshake) {
+    let rt_generation = proxy.generation();
     let rt = proxy.runtime();
     let max = rt.config.proxy.max_message_bytes;
     let mut s = Session {
         settings: Settings::from_startup(&hs.params),
         proxy,
         rt,
+        rt_generation,
         info,
         client: hs.stream,
         creader: FrameReader::new(max),
@@ -100,6 +102,8 @@ pub struct Session {
     /// The runtime snapshot this session currently works with (refreshed
     /// between transactions, so a RELOAD never changes a transaction's view).
     rt: Arc<Runtime>,
+    /// `Proxy::generation` when `rt` was loaded.
+    rt_generation: u64,
     info: Arc<ClientInfo>,
     client: ClientStream,
     creader: FrameReader,
@@ -218,15 +222,17 @@ impl Session {
                 // Between transactions: a reloaded configuration applies
                 // from this message on (a replaced pool only takes back the
                 // leases it handed out).
-                let current = self.proxy.runtime_cell().load();
-                if !Arc::ptr_eq(&current, &self.rt) {
+                let generation = self.proxy.generation();
+                if generation != self.rt_generation {
+                    let current = self.proxy.runtime();
                     if !Arc::ptr_eq(&current.planner, &self.rt.planner) {
                         // New table definitions: nothing planned under the
                         // old ones may route another statement.
                         self.prepared.replan(&current.planner);
                         self.last_plan = Default::default();
                     }
-                    self.rt = arc_swap::Guard::into_inner(current);
+                    self.rt = current;
+                    self.rt_generation = generation;
                 }
             }
             let r =
