@@ -85,6 +85,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         wire_buf: BytesMut::new(),
         expect_buf: Default::default(),
         parsed_in_batch: Vec::new(),
+        many_running: false,
         last_plan: Default::default(),
     };
     let end = s.serve().await;
@@ -155,6 +156,9 @@ pub struct Session {
     parsed_in_batch: Vec<(usize, Arc<prepared::PreparedStmt>)>,
     /// The shape of the last simple-protocol statement and its plan.
     last_plan: crate::data::planner::LastPlan,
+    /// `info.running_on` lists backends (a multi-shard statement or
+    /// transaction published them); the one-backend path clears it.
+    many_running: bool,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
@@ -352,13 +356,15 @@ impl Session {
                 Err(e) => return Err(SqlError::shard_unavailable(&lease.pool().name, e)),
             }
         }
-        let be = lease.backend();
-        if let Ok(mut r) = self.info.running_on.lock() {
-            r.clear();
-            r.push(be.cancel.clone());
-        }
+        let cancel = &lease.backend().cancel;
+        self.info.set_running_one(shard, cancel.pid, cancel.secret);
+        self.forget_many_running();
         self.lease = Some(lease);
         self.lease_shard = shard;
+        if !self.others.is_empty() {
+            // Still part of a transaction on other shards: list them all.
+            self.publish_running();
+        }
         Ok(())
     }
 
@@ -418,9 +424,8 @@ impl Session {
             .stats
             .transactions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut r) = self.info.running_on.lock() {
-            r.clear();
-        }
+        self.info.clear_running_one();
+        self.forget_many_running();
         self.unnamed_on_lease = false;
         if self.settings_dirty {
             self.settings_dirty = false;
@@ -438,14 +443,23 @@ impl Session {
         lease.release();
     }
 
+    /// Empties the list of backends published for a multi-shard statement
+    /// or transaction, if there is one (no lock otherwise).
+    fn forget_many_running(&mut self) {
+        if std::mem::take(&mut self.many_running) {
+            if let Ok(mut r) = self.info.running_on.lock() {
+                r.clear();
+            }
+        }
+    }
+
     /// Drops the held backend without reuse (its state is unknown).
     fn discard_backend(&mut self) {
         self.lease = None;
         self.prepared_unsure = false;
         self.unnamed_on_lease = false;
-        if let Ok(mut r) = self.info.running_on.lock() {
-            r.clear();
-        }
+        self.info.clear_running_one();
+        self.forget_many_running();
     }
 
     /// End of session: a backend left inside a transaction is rolled back and
