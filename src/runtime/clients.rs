@@ -1,10 +1,12 @@
 //! Connected clients: what `SHOW CLIENTS` lists and how a CancelRequest finds
 //! the backend running that client's query.
 
-use crate::data::pool::CancelTarget;
+use crate::data::pool::{CancelTarget, ShardPool};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{
+    AtomicU32, AtomicU64, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
@@ -22,9 +24,46 @@ pub struct ClientInfo {
     pub secret: i32,
     /// 'I', 'T' or 'E' (Postgres' transaction status), or 'S' during startup.
     pub state: AtomicU8,
-    /// Backends currently running this client's statements.
+    /// The backend running this client's statement in the usual case of
+    /// one: its BackendKeyData (pid in the high half, secret in the low;
+    /// 0 for none) and its shard's index among the runtime's pools. Plain
+    /// stores on every transaction, where a locked list of shared targets
+    /// cost a lock round trip and two reference counts each time.
+    running_key: AtomicU64,
+    running_shard: AtomicU32,
+    /// Backends running a statement or transaction that spans shards.
     pub running_on: Mutex<Vec<Arc<CancelTarget>>>,
     pub queries: AtomicU64,
+}
+
+impl ClientInfo {
+    /// Publishes the one backend (of shard `shard`, with this
+    /// BackendKeyData) now running the client's statements.
+    #[inline]
+    pub fn set_running_one(&self, shard: usize, pid: i32, secret: i32) {
+        self.running_shard.store(shard as u32, Relaxed);
+        let key = (u64::from(pid as u32) << 32) | u64::from(secret as u32);
+        // Never 0 for a real key (Postgres pids are positive).
+        self.running_key.store(key, Release);
+    }
+
+    /// No backend is running the client's statements any more.
+    #[inline]
+    pub fn clear_running_one(&self) {
+        self.running_key.store(0, Release);
+    }
+
+    /// (shard index, pid, secret) of the one backend running the client's
+    /// statements. A read racing a new store may pair the new shard with
+    /// the old key; such a cancel reaches a server that ignores it.
+    fn running_one(&self) -> Option<(usize, i32, i32)> {
+        let key = self.running_key.load(Acquire);
+        if key == 0 {
+            return None;
+        }
+        let shard = self.running_shard.load(Relaxed) as usize;
+        Some((shard, (key >> 32) as u32 as i32, key as u32 as i32))
+    }
 }
 
 /// All connected clients, by id.
@@ -49,6 +88,8 @@ impl ClientRegistry {
             pid: (id & 0x7fff_ffff) as i32,
             secret: rand::random::<i32>(),
             state: AtomicU8::new(b'S'),
+            running_key: AtomicU64::new(0),
+            running_shard: AtomicU32::new(0),
             running_on: Mutex::new(Vec::new()),
             queries: AtomicU64::new(0),
         });
@@ -79,15 +120,40 @@ impl ClientRegistry {
     }
 
     /// The backends to cancel for a CancelRequest carrying (pid, secret):
-    /// empty unless both match a connected client.
-    pub fn cancel_targets(&self, pid: i32, secret: i32) -> Vec<Arc<CancelTarget>> {
-        let m = match self.clients.lock() {
-            Ok(m) => m,
-            Err(_) => return Vec::new(),
+    /// empty unless both match a connected client. `pools` are the current
+    /// runtime's, where the one-backend case finds its shard's address.
+    pub fn cancel_targets(
+        &self,
+        pid: i32,
+        secret: i32,
+        pools: &[Arc<ShardPool>],
+    ) -> Vec<Arc<CancelTarget>> {
+        let client = match self.clients.lock() {
+            Ok(m) => m
+                .values()
+                .find(|c| c.pid == pid && c.secret == secret)
+                .cloned(),
+            Err(_) => None,
         };
-        m.values()
-            .find(|c| c.pid == pid && c.secret == secret)
-            .and_then(|c| c.running_on.lock().ok().map(|r| r.clone()))
-            .unwrap_or_default()
+        let Some(c) = client else {
+            return Vec::new();
+        };
+        let mut targets = c.running_on.lock().map(|r| r.clone()).unwrap_or_default();
+        if let Some((shard, pid, secret)) = c.running_one() {
+            // A RELOAD that reordered the shards between the session's
+            // store and this load sends the key to another server, which
+            // ignores it (pid and secret must both match): a lost cancel,
+            // which Postgres' own protocol allows for too.
+            if let Some(pool) = pools.get(shard) {
+                if !targets.iter().any(|t| t.pid == pid && t.secret == secret) {
+                    targets.push(Arc::new(CancelTarget {
+                        addr: pool.addr.clone(),
+                        pid,
+                        secret,
+                    }));
+                }
+            }
+        }
+        targets
     }
 }

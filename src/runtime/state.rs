@@ -12,7 +12,7 @@ use crate::data::pool::{BackendAddr, PoolSettings, ShardPool};
 use crate::data::router::ShardMap;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -113,6 +113,10 @@ impl Runtime {
 /// The whole running proxy, shared by every task.
 pub struct Proxy {
     runtime: ArcSwap<Runtime>,
+    /// Bumped after every swap of `runtime`: sessions compare it with the
+    /// generation of their snapshot, one plain load per message instead of
+    /// an `ArcSwap` load (which takes and returns a debt slot).
+    generation: AtomicU64,
     pub clients: ClientRegistry,
     /// Set on SIGTERM/SIGINT: no new clients, sessions finish their transaction and leave.
     pub draining: AtomicBool,
@@ -127,6 +131,7 @@ impl Proxy {
         let runtime = Runtime::build(config, None)?;
         Ok(Arc::new(Proxy {
             runtime: ArcSwap::from_pointee(runtime),
+            generation: AtomicU64::new(0),
             clients: ClientRegistry::default(),
             draining: AtomicBool::new(false),
             shutdown: tokio::sync::watch::channel(false).0,
@@ -141,9 +146,11 @@ impl Proxy {
         self.runtime.load_full()
     }
 
-    /// The swap cell, for sessions that keep an `arc_swap::Cache` of it.
-    pub fn runtime_cell(&self) -> &ArcSwap<Runtime> {
-        &self.runtime
+    /// The snapshot's generation: it changes after each swap, and a
+    /// snapshot loaded after reading generation `g` is at least that new.
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Re-reads the config file the proxy was started with and swaps it in.
@@ -178,6 +185,7 @@ impl Proxy {
             next.config.tables.len()
         );
         self.runtime.store(Arc::new(next));
+        self.generation.fetch_add(1, Ordering::Release);
         tracing::info!("{summary}");
         Ok(summary)
     }

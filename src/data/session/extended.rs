@@ -10,7 +10,7 @@ use super::{End, Session};
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::frontend::{BindMsg, ExecuteMsg, ParseMsg, TargetMsg};
 use crate::data::codec::{messages, Frame, SqlError};
-use crate::data::planner::{Hint, Params, Plan};
+use crate::data::planner::{Hint, Params};
 use crate::data::pool::{Backend, Lease};
 use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
@@ -41,6 +41,18 @@ const MAX_BATCH_EXTRA: usize = 1 << 20;
 const KEPT_WIRE_BUFFER: usize = 16 * 1024;
 /// Largest reply queue a session keeps for its next batch.
 const KEPT_EXPECT_ENTRIES: usize = 256;
+
+/// What `translate` does with the client's statement registry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Registry {
+    /// The batch's Parse and Close messages update it: the batch's only
+    /// translation, or the first shard's of a fan-out.
+    Update,
+    /// Another shard's copy of a fanned-out batch, after the first shard's
+    /// (`Update`) translation: the registry already holds its statements,
+    /// and the copy stops where that one was refused (`failed_at`).
+    Replay { failed_at: Option<usize> },
+}
 
 impl Session {
     /// Takes one extended-protocol message (the frame at the front of the
@@ -148,7 +160,7 @@ impl Session {
         if self.lease.is_none() && !needs_backend(batch) {
             let mut q = VecDeque::new();
             let mut sink = BytesMut::new();
-            self.translate(batch, None, &mut sink, &mut q)?;
+            self.translate(batch, None, &mut sink, &mut q, Registry::Update)?;
             for e in q {
                 if let Expect::Synth(b) = e {
                     self.out.extend_from_slice(&b);
@@ -190,7 +202,9 @@ impl Session {
         wire: &mut BytesMut,
         queue: &mut VecDeque<Expect>,
     ) -> Result<(), End> {
-        if let Err(end) = self.translate(batch, Some(lease.backend()), wire, queue) {
+        if let Err(end) =
+            self.translate(batch, Some(lease.backend()), wire, queue, Registry::Update)
+        {
             self.lease = Some(lease);
             return Err(end);
         }
@@ -223,8 +237,10 @@ impl Session {
     /// Where a batch runs: every Bind's statement is routed with its
     /// parameters; statements needing no particular shard go along.
     fn route_batch(&mut self, batch: &[u8]) -> Result<Dispatch, RouteFailure> {
-        // Inline for the usual one or two Parses: no allocation per batch.
-        let mut parsed: smallvec::SmallVec<[(&str, Arc<Plan>); 2]> = smallvec::SmallVec::new();
+        // The batch's Parses by name, as indexes into `parsed_in_batch`;
+        // inline for the usual one or two: no allocation or reference count
+        // per batch.
+        let mut parsed: smallvec::SmallVec<[(&str, usize); 2]> = smallvec::SmallVec::new();
         let mut chosen = Dispatch::Any;
         let mut binds = 0;
         self.parsed_in_batch.clear();
@@ -234,7 +250,7 @@ impl Session {
                     if let Ok(p) = ParseMsg::decode(body) {
                         parsed.retain(|(n, _)| *n != p.name);
                         let stmt = self.statement_of(&p);
-                        parsed.push((p.name, stmt.plan.clone()));
+                        parsed.push((p.name, self.parsed_in_batch.len()));
                         self.parsed_in_batch.push((frame_start(batch, body), stmt));
                     }
                 }
@@ -243,9 +259,9 @@ impl Session {
                         continue;
                     };
                     let plan = match parsed.iter().rev().find(|(n, _)| *n == b.statement) {
-                        Some((_, p)) => p.clone(),
+                        Some(&(_, i)) => &self.parsed_in_batch[i].1.plan,
                         None => match self.prepared.get(b.statement) {
-                            Some(s) => s.plan.clone(),
+                            Some(s) => &s.plan,
                             // A missing statement is reported by translate().
                             None => continue,
                         },
@@ -256,7 +272,7 @@ impl Session {
                         formats: bp.formats,
                     };
                     binds += 1;
-                    let d = self.dispatch(&plan, &params).map_err(|e| RouteFailure {
+                    let d = self.dispatch(plan, &params).map_err(|e| RouteFailure {
                         error: e,
                         at_bind: Some(frame_start(batch, body)),
                     })?;
@@ -284,9 +300,11 @@ impl Session {
             // Only Parse/Describe (a client preparing a statement): describe
             // it where its /* shard=… */ hint points, as its Binds will run;
             // the default shard may lack its tables, or be down.
-            let hinted = parsed.iter().rev().find_map(|(_, p)| match &p.hint {
-                Some(Hint::Shard(name)) => Some(name),
-                _ => None,
+            let hinted = parsed.iter().rev().find_map(|&(_, i)| {
+                match &self.parsed_in_batch[i].1.plan.hint {
+                    Some(Hint::Shard(name)) => Some(name),
+                    _ => None,
+                }
             });
             if let Some(name) = hinted {
                 return Ok(Dispatch::One(
@@ -299,46 +317,81 @@ impl Session {
 
     /// Translates client messages into what the backend gets (`wire`) and
     /// what the proxy expects back (`queue`). With no backend, only
-    /// proxy-answered messages may be present.
+    /// proxy-answered messages may be present. Returns the offset of the
+    /// message it refused, if any (the rest up to Sync is skipped).
     pub(super) fn translate(
         &mut self,
         batch: &[u8],
         mut backend: Option<&mut Backend>,
         wire: &mut BytesMut,
         queue: &mut VecDeque<Expect>,
-    ) -> Result<(), End> {
+        registry: Registry,
+    ) -> Result<Option<usize>, End> {
         let malformed = |e: crate::data::codec::frontend::MalformedMessage| {
             End::Fatal(SqlError::protocol(e.to_string()))
         };
-        let mut failed = false;
+        let update = matches!(registry, Registry::Update);
+        let mut failed: Option<usize> = None;
         for (tag, body) in frames(batch) {
-            let raw = &batch[frame_start(batch, body)..frame_start(batch, body) + 5 + body.len()];
-            if failed && tag != b'S' {
+            let start = frame_start(batch, body);
+            let raw = &batch[start..start + 5 + body.len()];
+            if failed.is_some() && tag != b'S' {
+                continue;
+            }
+            if registry
+                == (Registry::Replay {
+                    failed_at: Some(start),
+                })
+            {
+                // The first shard's copy stopped here (its error is the one
+                // the client sees): so does this one.
+                raise(
+                    wire,
+                    queue,
+                    sqlstate::INVALID_SQL_STATEMENT_NAME,
+                    "refused on the first shard of this fan-out",
+                );
+                failed = Some(start);
                 continue;
             }
             match tag {
                 b'P' => {
                     let p = ParseMsg::decode(body).map_err(malformed)?;
-                    if !p.name.is_empty() && self.prepared.contains(p.name) {
-                        raise(
-                            wire,
-                            queue,
-                            sqlstate::DUPLICATE_PREPARED_STATEMENT,
-                            &format!("prepared statement \"{}\" already exists", p.name),
-                        );
-                        failed = true;
-                        continue;
-                    }
-                    let stmt = self.batch_statement(frame_start(batch, body), &p);
-                    self.prepared.insert(p.name, stmt.clone());
                     if p.name.is_empty() {
+                        if update {
+                            let stmt = self.batch_statement(start, &p);
+                            self.prepared.insert(p.name, stmt);
+                        }
                         wire.extend_from_slice(raw);
                         queue.push_back(Expect::Reply {
                             swallow: false,
                             parsed: None,
                         });
                         self.unnamed_on_lease = true;
-                    } else if let Some(be) = backend.as_deref_mut() {
+                        continue;
+                    }
+                    let stmt = if update {
+                        if self.prepared.contains(p.name) {
+                            raise(
+                                wire,
+                                queue,
+                                sqlstate::DUPLICATE_PREPARED_STATEMENT,
+                                &format!("prepared statement \"{}\" already exists", p.name),
+                            );
+                            failed = Some(start);
+                            continue;
+                        }
+                        let stmt = self.batch_statement(start, &p);
+                        self.prepared.insert(p.name, stmt.clone());
+                        stmt
+                    } else {
+                        // The first translation recorded it.
+                        match self.prepared.get(p.name) {
+                            Some(s) => s.clone(),
+                            None => continue,
+                        }
+                    };
+                    if let Some(be) = backend.as_deref_mut() {
                         if be.prepared.contains(&stmt.hash) {
                             let mut b = BytesMut::new();
                             messages::empty(&mut b, b'1');
@@ -376,7 +429,7 @@ impl Session {
                             });
                         }
                         None => {
-                            failed = true;
+                            failed = Some(start);
                             raise(
                                 wire,
                                 queue,
@@ -400,7 +453,7 @@ impl Session {
                                 wire,
                             ),
                             None => {
-                                failed = true;
+                                failed = Some(start);
                                 raise(
                                     wire,
                                     queue,
@@ -430,7 +483,9 @@ impl Session {
                     let c = TargetMsg::decode(body, "Close").map_err(malformed)?;
                     if c.kind == b'S' {
                         // Other clients may share the server-side statement: answer here.
-                        self.prepared.remove(c.name);
+                        if update {
+                            self.prepared.remove(c.name);
+                        }
                         let mut b = BytesMut::new();
                         messages::empty(&mut b, b'3');
                         queue.push_back(Expect::Synth(b));
@@ -450,7 +505,7 @@ impl Session {
                 _ => {}
             }
         }
-        Ok(())
+        Ok(failed)
     }
 
     /// A batch whose first Bind (at offset `at`) failed to route: when only
@@ -485,10 +540,11 @@ impl Session {
     }
 
     /// The statement of the Parse at offset `at` of the current batch: the
-    /// one routing made, if it saw that Parse.
-    fn batch_statement(&self, at: usize, p: &ParseMsg<'_>) -> Arc<PreparedStmt> {
-        match self.parsed_in_batch.iter().find(|(o, _)| *o == at) {
-            Some((_, s)) => s.clone(),
+    /// one routing made (taken, as each Parse is translated once), if it saw
+    /// that Parse.
+    fn batch_statement(&mut self, at: usize, p: &ParseMsg<'_>) -> Arc<PreparedStmt> {
+        match self.parsed_in_batch.iter().position(|(o, _)| *o == at) {
+            Some(i) => self.parsed_in_batch.swap_remove(i).1,
             None => self.statement_of(p),
         }
     }
@@ -515,8 +571,11 @@ impl Session {
         backend: Option<&mut Backend>,
         wire: &mut BytesMut,
         queue: &mut VecDeque<Expect>,
-    ) -> Option<Arc<PreparedStmt>> {
-        let stmt = self.prepared.get(name)?.clone();
+    ) -> Option<&PreparedStmt> {
+        // Borrowed, not cloned: the fields touched below are disjoint from
+        // the registry, and a clone would cost two atomic operations per
+        // Bind and Describe.
+        let stmt: &PreparedStmt = self.prepared.get(name)?;
         if stmt.plan.touches_settings {
             self.settings_dirty = true;
         }
@@ -525,11 +584,11 @@ impl Session {
         };
         if name.is_empty() {
             if !self.unnamed_on_lease {
-                inject_parse("", &stmt, wire, queue);
+                inject_parse("", stmt, wire, queue);
                 self.unnamed_on_lease = true;
             }
         } else if !be.prepared.contains(&stmt.hash) {
-            inject_parse(&stmt.global_name, &stmt, wire, queue);
+            inject_parse(&stmt.global_name, stmt, wire, queue);
             be.prepared.insert(stmt.hash);
             if let Some(Expect::Reply { parsed, .. }) = queue.back_mut() {
                 *parsed = Some(stmt.hash);

@@ -4,6 +4,7 @@
 //! follows it, are held back; the other shards contribute their rows; then
 //! one CommandComplete with the summed count and the held tail go out.
 
+use super::extended::Registry;
 use super::fanout::{merge_into, split_complete, split_tag, Answer, FanMode, Part};
 use super::relay::{Expect, Relayed};
 use super::{End, Session};
@@ -71,12 +72,22 @@ impl Session {
         // The first part is relayed with the usual reply queue; the proxy's
         // statement bookkeeping (Parse/Close) happens once, on it.
         let mut queues = Vec::with_capacity(parts.len());
+        let mut registry = Registry::Update;
         for (i, p) in parts.iter_mut().enumerate() {
             let mut wire = BytesMut::with_capacity(batch.len() + 64);
             let mut queue = VecDeque::new();
             let saved = (self.unnamed_on_lease, i > 0);
             self.unnamed_on_lease = false;
-            self.translate(batch, Some(p.lease.backend()), &mut wire, &mut queue)?;
+            let failed_at = self.translate(
+                batch,
+                Some(p.lease.backend()),
+                &mut wire,
+                &mut queue,
+                registry,
+            )?;
+            if i == 0 {
+                registry = Registry::Replay { failed_at };
+            }
             if let FanMode::Aggregate(_) = mode {
                 describe_before_execute(&mut wire, &mut queue);
             }

@@ -54,12 +54,14 @@ impl From<std::io::Error> for End {
 
 /// Runs a session whose handshake is done, until the client leaves.
 pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshake) {
+    let rt_generation = proxy.generation();
     let rt = proxy.runtime();
     let max = rt.config.proxy.max_message_bytes;
     let mut s = Session {
         settings: Settings::from_startup(&hs.params),
         proxy,
         rt,
+        rt_generation,
         info,
         client: hs.stream,
         creader: FrameReader::new(max),
@@ -83,6 +85,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         wire_buf: BytesMut::new(),
         expect_buf: Default::default(),
         parsed_in_batch: Vec::new(),
+        many_running: false,
         last_plan: Default::default(),
     };
     let end = s.serve().await;
@@ -100,6 +103,8 @@ pub struct Session {
     /// The runtime snapshot this session currently works with (refreshed
     /// between transactions, so a RELOAD never changes a transaction's view).
     rt: Arc<Runtime>,
+    /// `Proxy::generation` when `rt` was loaded.
+    rt_generation: u64,
     info: Arc<ClientInfo>,
     client: ClientStream,
     creader: FrameReader,
@@ -151,6 +156,9 @@ pub struct Session {
     parsed_in_batch: Vec<(usize, Arc<prepared::PreparedStmt>)>,
     /// The shape of the last simple-protocol statement and its plan.
     last_plan: crate::data::planner::LastPlan,
+    /// `info.running_on` lists backends (a multi-shard statement or
+    /// transaction published them); the one-backend path clears it.
+    many_running: bool,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
@@ -218,15 +226,17 @@ impl Session {
                 // Between transactions: a reloaded configuration applies
                 // from this message on (a replaced pool only takes back the
                 // leases it handed out).
-                let current = self.proxy.runtime_cell().load();
-                if !Arc::ptr_eq(&current, &self.rt) {
+                let generation = self.proxy.generation();
+                if generation != self.rt_generation {
+                    let current = self.proxy.runtime();
                     if !Arc::ptr_eq(&current.planner, &self.rt.planner) {
                         // New table definitions: nothing planned under the
                         // old ones may route another statement.
                         self.prepared.replan(&current.planner);
                         self.last_plan = Default::default();
                     }
-                    self.rt = arc_swap::Guard::into_inner(current);
+                    self.rt = current;
+                    self.rt_generation = generation;
                 }
             }
             let r =
@@ -346,13 +356,15 @@ impl Session {
                 Err(e) => return Err(SqlError::shard_unavailable(&lease.pool().name, e)),
             }
         }
-        let be = lease.backend();
-        if let Ok(mut r) = self.info.running_on.lock() {
-            r.clear();
-            r.push(be.cancel.clone());
-        }
+        let cancel = &lease.backend().cancel;
+        self.info.set_running_one(shard, cancel.pid, cancel.secret);
+        self.forget_many_running();
         self.lease = Some(lease);
         self.lease_shard = shard;
+        if !self.others.is_empty() {
+            // Still part of a transaction on other shards: list them all.
+            self.publish_running();
+        }
         Ok(())
     }
 
@@ -412,9 +424,8 @@ impl Session {
             .stats
             .transactions
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if let Ok(mut r) = self.info.running_on.lock() {
-            r.clear();
-        }
+        self.info.clear_running_one();
+        self.forget_many_running();
         self.unnamed_on_lease = false;
         if self.settings_dirty {
             self.settings_dirty = false;
@@ -432,14 +443,23 @@ impl Session {
         lease.release();
     }
 
+    /// Empties the list of backends published for a multi-shard statement
+    /// or transaction, if there is one (no lock otherwise).
+    fn forget_many_running(&mut self) {
+        if std::mem::take(&mut self.many_running) {
+            if let Ok(mut r) = self.info.running_on.lock() {
+                r.clear();
+            }
+        }
+    }
+
     /// Drops the held backend without reuse (its state is unknown).
     fn discard_backend(&mut self) {
         self.lease = None;
         self.prepared_unsure = false;
         self.unnamed_on_lease = false;
-        if let Ok(mut r) = self.info.running_on.lock() {
-            r.clear();
-        }
+        self.info.clear_running_one();
+        self.forget_many_running();
     }
 
     /// End of session: a backend left inside a transaction is rolled back and

@@ -76,7 +76,10 @@ impl PreparedStmt {
 /// One client's statements: named ones and the unnamed one.
 #[derive(Debug, Default)]
 pub struct PreparedRegistry {
-    named: HashMap<String, Arc<PreparedStmt>>,
+    /// foldhash: looked up for every Bind and Describe of a named statement
+    /// (twice per Bind), where SipHash was a visible cost; a client can only
+    /// slow its own session with colliding names.
+    named: HashMap<String, Arc<PreparedStmt>, foldhash::fast::RandomState>,
     unnamed: Option<Arc<PreparedStmt>>,
 }
 

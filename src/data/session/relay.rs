@@ -42,6 +42,16 @@ fn completes_reply(tag: u8) -> bool {
     matches!(tag, b'1' | b'2' | b'3' | b'n' | b'T' | b'C' | b'I' | b's')
 }
 
+/// Adds a relayed answer's bytes and errors to its pool's stats.
+#[inline]
+fn tally(lease: &Lease, received: u64, errors: u64) {
+    let stats = &lease.pool().stats;
+    stats.bytes_received.fetch_add(received, Relaxed);
+    if errors > 0 {
+        stats.errors.fetch_add(errors, Relaxed);
+    }
+}
+
 impl Session {
     /// Emits leading synthesized replies.
     fn emit_synth(&mut self, queue: &mut VecDeque<Expect>) {
@@ -62,11 +72,12 @@ impl Session {
     ) -> Result<Relayed, End> {
         // quanta reads the TSC: a few ns, against ~40 for clock_gettime here.
         let started = quanta::Instant::now();
-        // An Arc of the pool, so stats can be bumped while `lease` is borrowed.
-        let pool = lease.pool().clone();
-        pool.stats.queries.fetch_add(1, Relaxed);
+        lease.pool().stats.queries.fetch_add(1, Relaxed);
         let mut swallowing = false;
+        // Counted here and added to the pool's stats once at the end, when
+        // `lease` is no longer borrowed (no Arc clone of the pool per query).
         let mut received = 0u64;
+        let mut errors = 0u64;
         if let Some(q) = queue.as_deref_mut() {
             self.emit_synth(q);
             if q.is_empty() {
@@ -82,14 +93,18 @@ impl Session {
                     self.flush_client().await?;
                     match be.next_frame().await {
                         Ok(f) => f,
-                        Err(e) => return Ok(Relayed::Lost(e)),
+                        Err(e) => {
+                            tally(lease, received, errors);
+                            return Ok(Relayed::Lost(e));
+                        }
                     }
                 }
                 Err(e) => {
+                    tally(lease, received, errors);
                     return Ok(Relayed::Lost(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
                         e,
-                    )))
+                    )));
                 }
             };
             let tag = frame.tag;
@@ -100,7 +115,7 @@ impl Session {
                 None => {
                     self.out.extend_from_slice(bytes);
                     if tag == b'E' {
-                        pool.stats.errors.fetch_add(1, Relaxed);
+                        errors += 1;
                     }
                 }
                 Some(q) => {
@@ -118,7 +133,7 @@ impl Session {
                             }
                         }
                         b'E' => {
-                            pool.stats.errors.fetch_add(1, Relaxed);
+                            errors += 1;
                             // Errors always reach the client, even for injected messages.
                             self.emit(bytes);
                             let mut forget = Vec::new();
@@ -222,7 +237,10 @@ impl Session {
                     .as_deref()
                     .is_some_and(|q| q.iter().any(|e| matches!(e, Expect::Sync)));
                 match Box::pin(self.copy_in(lease, ate_sync)).await? {
-                    Err(e) => return Ok(Relayed::Lost(e)),
+                    Err(e) => {
+                        tally(lease, received, errors);
+                        return Ok(Relayed::Lost(e));
+                    }
                     Ok(true) => {}
                     Ok(false) => {
                         if let Some(q) = queue.as_deref_mut() {
@@ -233,6 +251,7 @@ impl Session {
                             let mut flush = BytesMut::with_capacity(5);
                             messages::empty(&mut flush, b'H');
                             if let Err(e) = lease.backend().send(&flush).await {
+                                tally(lease, received, errors);
                                 return Ok(Relayed::Lost(e));
                             }
                         }
@@ -241,14 +260,14 @@ impl Session {
                 continue;
             }
             if let Some(s) = status {
-                pool.stats.bytes_received.fetch_add(received, Relaxed);
+                tally(lease, received, errors);
                 self.flush_client().await?;
-                pool.stats.record_latency(started.elapsed());
+                lease.pool().stats.record_latency(started.elapsed());
                 return Ok(Relayed::Ready(s));
             }
             if let Some(q) = queue.as_deref_mut() {
                 if q.is_empty() {
-                    pool.stats.bytes_received.fetch_add(received, Relaxed);
+                    tally(lease, received, errors);
                     self.flush_client().await?;
                     return Ok(Relayed::Drained);
                 }

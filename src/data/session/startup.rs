@@ -104,7 +104,8 @@ pub async fn handshake(
                 ))
             }
             StartupPacket::Cancel { pid, secret } => {
-                for target in proxy.clients.cancel_targets(pid, secret) {
+                let pools = &proxy.runtime().pools;
+                for target in proxy.clients.cancel_targets(pid, secret, pools) {
                     if let Err(e) = target.cancel().await {
                         tracing::warn!("cancel request to {} failed: {e}", target.addr.display());
                     }

@@ -196,8 +196,11 @@ impl Session {
         self.publish_running();
     }
 
-    /// Lists every held backend for CancelRequests.
+    /// Lists every held backend for CancelRequests (in the list for
+    /// several; the one-backend slot is cleared).
     pub(super) fn publish_running(&mut self) {
+        self.info.clear_running_one();
+        self.many_running = true;
         if let Ok(mut r) = self.info.running_on.lock() {
             r.clear();
             if let Some(l) = self.lease.as_mut() {
