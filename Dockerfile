@@ -6,7 +6,8 @@ WORKDIR /src
 COPY . .
 # PGO=1 (`docker compose build --build-arg PGO=1`): a profile-guided build,
 # trained on pgbench through the proxy against a Postgres started inside the
-# build (benches/pgo_build.sh; about twice the build time, less CPU per query).
+# build, then laid out by BOLT (benches/pgo_build.sh; about three times the
+# build time, less CPU per query).
 ARG PGO=0
 # (The training cluster is the script's own: no default cluster is created.
 # rustup downloads llvm-tools, so this build needs the network.)
@@ -14,7 +15,7 @@ RUN if [ "$PGO" = 1 ]; then \
         mkdir -p /etc/postgresql-common/createcluster.d \
         && echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/no-main-cluster.conf \
         && apt-get update \
-        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql postgresql-contrib python3 \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends postgresql postgresql-contrib python3 bolt-16 \
         && bash benches/pgo_build.sh \
         && cp target/pgo/release/shardproxy /src/shardproxy.bin; \
     else \

@@ -6,8 +6,9 @@
 #   cargo build --release && sudo bash benches/pgbench_compare.sh
 #
 # With a profile-guided build (`bash benches/pgo_build.sh`, which writes
-# target/pgo/release/shardproxy) the comparison part runs it too, as
-# "shardproxy-pgo", in the same rounds as the plain build.
+# target/pgo/release/shardproxy, laid out by BOLT when llvm-bolt is
+# installed) the comparison part runs it too, as "shardproxy-pgo", in the
+# same rounds as the plain build.
 #
 # Environment:
 #   DURATION=15   seconds per pgbench run
@@ -259,7 +260,11 @@ EOF
         MIDDLE[shardproxy-pgo]=$PGO_PID
         TARGETS="$TARGETS shardproxy-pgo"
         echo "== shardproxy: $PROXY_BIN, built $(date -u -r "$PROXY_BIN" '+%H:%M UTC')"
-        echo "== shardproxy-pgo: $PGO_BIN (profile-guided, benches/pgo_build.sh), built $(date -u -r "$PGO_BIN" '+%H:%M UTC')"
+        LAYOUT="profile-guided"
+        if command -v readelf >/dev/null && readelf -S "$PGO_BIN" 2>/dev/null | grep -q '\.note\.bolt_info'; then
+            LAYOUT="profile-guided, laid out by BOLT"
+        fi
+        echo "== shardproxy-pgo: $PGO_BIN ($LAYOUT, benches/pgo_build.sh), built $(date -u -r "$PGO_BIN" '+%H:%M UTC')"
         if [ "$PGO_BIN" -ot "$PROXY_BIN" ]; then
             echo "== WARNING: the profile-guided build is older than the plain one; rerun benches/pgo_build.sh if the code changed"
         fi
