@@ -143,13 +143,64 @@ async fn a_named_parse_in_a_fanned_out_pipeline_runs_on_every_shard() {
     let r = raw.until_ready().await;
     assert_eq!(first_error(&r), None, "{}", tags(&r));
     assert!(data_rows(&r).is_empty(), "no row is 'x' any more");
+
+    // Parse, run and Close in one pipeline: every shard runs it.
+    let read_y = "SELECT id FROM t WHERE v = $1";
+    let closed = [
+        parse_msg("c1", read_y, &[]),
+        bind_msg("", "c1", &[], &[Some(b"y")], &[]),
+        execute_msg("", 0),
+        close_statement_msg("c1"),
+        sync_msg(),
+    ]
+    .concat();
+    raw.send(&closed).await;
+    let r = raw.until_ready().await;
+    assert_eq!(first_error(&r), None, "{}", tags(&r));
+    assert_eq!(data_rows(&r).len(), 40, "{}", tags(&r));
+    // Closed, then the name parsed again for a write after the Execute:
+    // every shard runs the statement the Bind named, not the later one.
+    let reused = [
+        parse_msg("c2", read_y, &[]),
+        bind_msg("", "c2", &[], &[Some(b"y")], &[]),
+        execute_msg("", 0),
+        close_statement_msg("c2"),
+        parse_msg("c2", "UPDATE t SET v = 'q' WHERE v = $1", &[]),
+        sync_msg(),
+    ]
+    .concat();
+    raw.send(&reused).await;
+    let r = raw.until_ready().await;
+    assert_eq!(first_error(&r), None, "{}", tags(&r));
+    assert_eq!(data_rows(&r).len(), 40, "{}", tags(&r));
+    let q = |db: &str| psql(&c.url(db), "SELECT count(*) FROM t WHERE v = 'q'");
+    assert_eq!((q("db0"), q("db1")), ("0".into(), "0".into()));
+    // A refusal after the Execute reaches the client as Postgres' error.
+    let late = [
+        parse_msg("c3", read_y, &[]),
+        bind_msg("", "c3", &[], &[Some(b"y")], &[]),
+        execute_msg("", 0),
+        parse_msg("c3", read_y, &[]),
+        sync_msg(),
+    ]
+    .concat();
+    raw.send(&late).await;
+    let r = raw.until_ready().await;
+    assert_eq!(
+        first_error(&r).map(|e| e.0),
+        Some("42P05".into()),
+        "{}",
+        tags(&r)
+    );
 }
 
 /// CancelRequests reach every backend a client is running on: each shard
-/// of a fanned-out statement, and the current shard of a transaction that
-/// spans shards; afterwards the one-backend case still cancels.
+/// of a fanned-out statement, the current shard of a transaction that spans
+/// shards, both shards of a transaction's statement that fans out; shards
+/// joining a transaction get its isolation level; afterwards the
+/// one-backend case still cancels.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancel_reaches_fanned_out_and_multi_shard_statements() {
+async fn cancel_and_isolation_reach_every_shard_of_a_statement() {
     let c = temp_cluster();
     psql(&c.url("postgres"), "CREATE DATABASE db0");
     psql(&c.url("postgres"), "CREATE DATABASE db1");
@@ -206,6 +257,33 @@ async fn cancel_reaches_fanned_out_and_multi_shard_statements() {
         &format!("SELECT pg_sleep(20) FROM t WHERE id = {b}"),
     )
     .await;
+    client.batch_execute("ROLLBACK").await.unwrap();
+    // A transaction on one shard whose statement fans out to the other too.
+    let client = cancelled(
+        &url,
+        &format!("BEGIN; UPDATE t SET v = 'y' WHERE id = {a}"),
+        "SELECT pg_sleep(20) FROM t WHERE v = 'x'",
+    )
+    .await;
+    client.batch_execute("ROLLBACK").await.unwrap();
+    // A shard joining a transaction gets the transaction's isolation level.
+    client
+        .batch_execute(&format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ; UPDATE t SET v = 'y' WHERE id = {a}"
+        ))
+        .await
+        .unwrap();
+    let levels: Vec<String> = client
+        .query(
+            "SELECT current_setting('transaction_isolation') FROM t WHERE id IN ($1, $2)",
+            &[&a, &b],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(levels, ["repeatable read", "repeatable read"]);
     client.batch_execute("ROLLBACK").await.unwrap();
     // Back to one backend per statement.
     let client = cancelled(

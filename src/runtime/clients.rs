@@ -1,7 +1,8 @@
 //! Connected clients: what `SHOW CLIENTS` lists and how a CancelRequest finds
 //! the backend running that client's query.
 
-use crate::data::pool::{CancelTarget, ShardPool};
+use super::state::Runtime;
+use crate::data::pool::CancelTarget;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{
@@ -31,12 +32,33 @@ pub struct ClientInfo {
     /// cost a lock round trip and two reference counts each time.
     running_key: AtomicU64,
     running_shard: AtomicU32,
+    /// The runtime snapshot the session works with (its shard indexes are
+    /// into these pools); replaced when the session takes up a new one.
+    session_runtime: Mutex<SessionRuntime>,
     /// Backends running a statement or transaction that spans shards.
     pub running_on: Mutex<Vec<Arc<CancelTarget>>>,
     pub queries: AtomicU64,
 }
 
+/// A session's runtime snapshot, held for its cancel keys (Debug without
+/// printing the whole configuration).
+struct SessionRuntime(Option<Arc<Runtime>>);
+
+impl std::fmt::Debug for SessionRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionRuntime")
+    }
+}
+
 impl ClientInfo {
+    /// Records the runtime snapshot the session now works with (at its
+    /// start and when it takes up a reloaded one).
+    pub fn set_session_runtime(&self, rt: Arc<Runtime>) {
+        if let Ok(mut r) = self.session_runtime.lock() {
+            *r = SessionRuntime(Some(rt));
+        }
+    }
+
     /// Publishes the one backend (of shard `shard`, with this
     /// BackendKeyData) now running the client's statements.
     #[inline]
@@ -55,7 +77,9 @@ impl ClientInfo {
 
     /// (shard index, pid, secret) of the one backend running the client's
     /// statements. A read racing a new store may pair the new shard with
-    /// the old key; such a cancel reaches a server that ignores it.
+    /// the old key (or the index with a just-replaced runtime); such a
+    /// cancel reaches a server that ignores it, as pid and secret must both
+    /// match: a lost cancel, which Postgres' own protocol allows for too.
     fn running_one(&self) -> Option<(usize, i32, i32)> {
         let key = self.running_key.load(Acquire);
         if key == 0 {
@@ -90,6 +114,7 @@ impl ClientRegistry {
             state: AtomicU8::new(b'S'),
             running_key: AtomicU64::new(0),
             running_shard: AtomicU32::new(0),
+            session_runtime: Mutex::new(SessionRuntime(None)),
             running_on: Mutex::new(Vec::new()),
             queries: AtomicU64::new(0),
         });
@@ -120,37 +145,28 @@ impl ClientRegistry {
     }
 
     /// The backends to cancel for a CancelRequest carrying (pid, secret):
-    /// empty unless both match a connected client. `pools` are the current
-    /// runtime's, where the one-backend case finds its shard's address.
-    pub fn cancel_targets(
-        &self,
-        pid: i32,
-        secret: i32,
-        pools: &[Arc<ShardPool>],
-    ) -> Vec<Arc<CancelTarget>> {
+    /// empty unless both match a connected client.
+    pub fn cancel_targets(&self, pid: i32, secret: i32) -> Vec<Arc<CancelTarget>> {
         let client = match self.clients.lock() {
             Ok(m) => m
                 .values()
                 .find(|c| c.pid == pid && c.secret == secret)
                 .cloned(),
-            Err(_) => None,
+            Err(_) => return Vec::new(),
         };
         let Some(c) = client else {
             return Vec::new();
         };
         let mut targets = c.running_on.lock().map(|r| r.clone()).unwrap_or_default();
         if let Some((shard, pid, secret)) = c.running_one() {
-            // A RELOAD that reordered the shards between the session's
-            // store and this load sends the key to another server, which
-            // ignores it (pid and secret must both match): a lost cancel,
-            // which Postgres' own protocol allows for too.
-            if let Some(pool) = pools.get(shard) {
+            let addr = c.session_runtime.lock().ok().and_then(|rt| {
+                rt.0.as_ref()
+                    .and_then(|rt| rt.pools.get(shard))
+                    .map(|p| p.addr.clone())
+            });
+            if let Some(addr) = addr {
                 if !targets.iter().any(|t| t.pid == pid && t.secret == secret) {
-                    targets.push(Arc::new(CancelTarget {
-                        addr: pool.addr.clone(),
-                        pid,
-                        secret,
-                    }));
+                    targets.push(Arc::new(CancelTarget { addr, pid, secret }));
                 }
             }
         }

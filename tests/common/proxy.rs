@@ -438,6 +438,13 @@ pub fn execute_msg(portal: &str, max_rows: i32) -> Vec<u8> {
     msg(b'E', &b)
 }
 
+/// Close message for prepared statement `name`.
+pub fn close_statement_msg(name: &str) -> Vec<u8> {
+    let mut b = vec![b'S'];
+    b.extend(cstr(name));
+    msg(b'C', &b)
+}
+
 pub fn sync_msg() -> Vec<u8> {
     msg(b'S', &[])
 }

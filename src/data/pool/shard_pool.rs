@@ -308,6 +308,17 @@ impl Lease {
         &self.pool
     }
 
+    /// The pool and the leased backend at once (a relay reads frames from
+    /// one and counts them in the other's stats).
+    #[inline]
+    pub fn parts(&mut self) -> (&ShardPool, &mut Backend) {
+        let backend = self
+            .backend
+            .as_mut()
+            .expect("lease holds a backend until consumed");
+        (&self.pool, backend)
+    }
+
     /// Returns a clean backend (idle, no open transaction) to the pool.
     pub fn release(mut self) {
         self.clean = true;

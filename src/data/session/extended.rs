@@ -42,18 +42,6 @@ const KEPT_WIRE_BUFFER: usize = 16 * 1024;
 /// Largest reply queue a session keeps for its next batch.
 const KEPT_EXPECT_ENTRIES: usize = 256;
 
-/// What `translate` does with the client's statement registry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Registry {
-    /// The batch's Parse and Close messages update it: the batch's only
-    /// translation, or the first shard's of a fan-out.
-    Update,
-    /// Another shard's copy of a fanned-out batch, after the first shard's
-    /// (`Update`) translation: the registry already holds its statements,
-    /// and the copy stops where that one was refused (`failed_at`).
-    Replay { failed_at: Option<usize> },
-}
-
 impl Session {
     /// Takes one extended-protocol message (the frame at the front of the
     /// client read buffer, moved into the batch) and those right behind it
@@ -160,7 +148,7 @@ impl Session {
         if self.lease.is_none() && !needs_backend(batch) {
             let mut q = VecDeque::new();
             let mut sink = BytesMut::new();
-            self.translate(batch, None, &mut sink, &mut q, Registry::Update)?;
+            self.translate(batch, None, &mut sink, &mut q)?;
             for e in q {
                 if let Expect::Synth(b) = e {
                     self.out.extend_from_slice(&b);
@@ -202,9 +190,7 @@ impl Session {
         wire: &mut BytesMut,
         queue: &mut VecDeque<Expect>,
     ) -> Result<(), End> {
-        if let Err(end) =
-            self.translate(batch, Some(lease.backend()), wire, queue, Registry::Update)
-        {
+        if let Err(end) = self.translate(batch, Some(lease.backend()), wire, queue) {
             self.lease = Some(lease);
             return Err(end);
         }
@@ -317,51 +303,40 @@ impl Session {
 
     /// Translates client messages into what the backend gets (`wire`) and
     /// what the proxy expects back (`queue`). With no backend, only
-    /// proxy-answered messages may be present. Returns the offset of the
-    /// message it refused, if any (the rest up to Sync is skipped).
+    /// proxy-answered messages may be present.
     pub(super) fn translate(
         &mut self,
         batch: &[u8],
         mut backend: Option<&mut Backend>,
         wire: &mut BytesMut,
         queue: &mut VecDeque<Expect>,
-        registry: Registry,
-    ) -> Result<Option<usize>, End> {
+    ) -> Result<(), End> {
         let malformed = |e: crate::data::codec::frontend::MalformedMessage| {
             End::Fatal(SqlError::protocol(e.to_string()))
         };
-        let update = matches!(registry, Registry::Update);
-        let mut failed: Option<usize> = None;
+        let mut failed = false;
         for (tag, body) in frames(batch) {
             let start = frame_start(batch, body);
             let raw = &batch[start..start + 5 + body.len()];
-            if failed.is_some() && tag != b'S' {
-                continue;
-            }
-            if registry
-                == (Registry::Replay {
-                    failed_at: Some(start),
-                })
-            {
-                // The first shard's copy stopped here (its error is the one
-                // the client sees): so does this one.
-                raise(
-                    wire,
-                    queue,
-                    sqlstate::INVALID_SQL_STATEMENT_NAME,
-                    "refused on the first shard of this fan-out",
-                );
-                failed = Some(start);
+            if failed && tag != b'S' {
                 continue;
             }
             match tag {
                 b'P' => {
                     let p = ParseMsg::decode(body).map_err(malformed)?;
+                    if !p.name.is_empty() && self.prepared.contains(p.name) {
+                        raise(
+                            wire,
+                            queue,
+                            sqlstate::DUPLICATE_PREPARED_STATEMENT,
+                            &format!("prepared statement \"{}\" already exists", p.name),
+                        );
+                        failed = true;
+                        continue;
+                    }
+                    let stmt = self.batch_statement(start, &p);
                     if p.name.is_empty() {
-                        if update {
-                            let stmt = self.batch_statement(start, &p);
-                            self.prepared.insert(p.name, stmt);
-                        }
+                        self.prepared.insert(p.name, stmt);
                         wire.extend_from_slice(raw);
                         queue.push_back(Expect::Reply {
                             swallow: false,
@@ -370,27 +345,7 @@ impl Session {
                         self.unnamed_on_lease = true;
                         continue;
                     }
-                    let stmt = if update {
-                        if self.prepared.contains(p.name) {
-                            raise(
-                                wire,
-                                queue,
-                                sqlstate::DUPLICATE_PREPARED_STATEMENT,
-                                &format!("prepared statement \"{}\" already exists", p.name),
-                            );
-                            failed = Some(start);
-                            continue;
-                        }
-                        let stmt = self.batch_statement(start, &p);
-                        self.prepared.insert(p.name, stmt.clone());
-                        stmt
-                    } else {
-                        // The first translation recorded it.
-                        match self.prepared.get(p.name) {
-                            Some(s) => s.clone(),
-                            None => continue,
-                        }
-                    };
+                    self.prepared.insert(p.name, stmt.clone());
                     if let Some(be) = backend.as_deref_mut() {
                         if be.prepared.contains(&stmt.hash) {
                             let mut b = BytesMut::new();
@@ -429,7 +384,7 @@ impl Session {
                             });
                         }
                         None => {
-                            failed = Some(start);
+                            failed = true;
                             raise(
                                 wire,
                                 queue,
@@ -453,7 +408,7 @@ impl Session {
                                 wire,
                             ),
                             None => {
-                                failed = Some(start);
+                                failed = true;
                                 raise(
                                     wire,
                                     queue,
@@ -483,9 +438,7 @@ impl Session {
                     let c = TargetMsg::decode(body, "Close").map_err(malformed)?;
                     if c.kind == b'S' {
                         // Other clients may share the server-side statement: answer here.
-                        if update {
-                            self.prepared.remove(c.name);
-                        }
+                        self.prepared.remove(c.name);
                         let mut b = BytesMut::new();
                         messages::empty(&mut b, b'3');
                         queue.push_back(Expect::Synth(b));
@@ -505,7 +458,7 @@ impl Session {
                 _ => {}
             }
         }
-        Ok(failed)
+        Ok(())
     }
 
     /// A batch whose first Bind (at offset `at`) failed to route: when only

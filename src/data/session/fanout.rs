@@ -230,11 +230,13 @@ impl Session {
 
     /// Returns fan-out backends to their pools (they are idle and clean).
     pub(super) fn finish_parts(&mut self, parts: Vec<Part>) {
+        // Unlisted before they go back: a late CancelRequest must not reach
+        // their next client.
+        self.publish_running();
         for p in parts {
             p.lease.pool().stats.transactions.fetch_add(1, Relaxed);
             p.lease.release();
         }
-        self.publish_running();
     }
 
     /// Relays one shard's answer to a fanned-out simple query up to its

@@ -4,7 +4,6 @@
 //! follows it, are held back; the other shards contribute their rows; then
 //! one CommandComplete with the summed count and the held tail go out.
 
-use super::extended::Registry;
 use super::fanout::{merge_into, split_complete, split_tag, Answer, FanMode, Part};
 use super::relay::{Expect, Relayed};
 use super::{End, Session};
@@ -69,25 +68,24 @@ impl Session {
             Err(e) => return self.error_and_ready(e).await,
         };
         let atomic = begin && !in_tx;
-        // The first part is relayed with the usual reply queue; the proxy's
-        // statement bookkeeping (Parse/Close) happens once, on it.
+        // The first part is relayed with the usual reply queue.
         let mut queues = Vec::with_capacity(parts.len());
-        let mut registry = Registry::Update;
+        // Each shard's copy of the batch must meet the client's statements
+        // as they were before it: Parse and Close change them as a copy is
+        // translated, so every copy after the first starts again from this
+        // snapshot (and all end in the same state, with the same errors).
+        let before = super::extended::frames(batch)
+            .any(|(t, _)| t == b'P' || t == b'C')
+            .then(|| self.prepared.clone());
         for (i, p) in parts.iter_mut().enumerate() {
             let mut wire = BytesMut::with_capacity(batch.len() + 64);
             let mut queue = VecDeque::new();
             let saved = (self.unnamed_on_lease, i > 0);
             self.unnamed_on_lease = false;
-            let failed_at = self.translate(
-                batch,
-                Some(p.lease.backend()),
-                &mut wire,
-                &mut queue,
-                registry,
-            )?;
-            if i == 0 {
-                registry = Registry::Replay { failed_at };
+            if let (true, Some(before)) = (i > 0, &before) {
+                self.prepared = before.clone();
             }
+            self.translate(batch, Some(p.lease.backend()), &mut wire, &mut queue)?;
             if let FanMode::Aggregate(_) = mode {
                 describe_before_execute(&mut wire, &mut queue);
             }

@@ -56,6 +56,7 @@ impl From<std::io::Error> for End {
 pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshake) {
     let rt_generation = proxy.generation();
     let rt = proxy.runtime();
+    info.set_session_runtime(rt.clone());
     let max = rt.config.proxy.max_message_bytes;
     let mut s = Session {
         settings: Settings::from_startup(&hs.params),
@@ -235,6 +236,7 @@ impl Session {
                         self.prepared.replan(&current.planner);
                         self.last_plan = Default::default();
                     }
+                    self.info.set_session_runtime(current.clone());
                     self.rt = current;
                     self.rt_generation = generation;
                 }
@@ -465,6 +467,10 @@ impl Session {
     /// End of session: a backend left inside a transaction is rolled back and
     /// returned to the pool in the background.
     async fn finish(&mut self) {
+        // The backends go back to their pools (after a reset) while this
+        // client may still be registered: no cancel may reach them now.
+        self.info.clear_running_one();
+        self.forget_many_running();
         for p in std::mem::take(&mut self.others) {
             tokio::spawn(reset_and_release(p.lease));
         }

@@ -74,7 +74,7 @@ impl PreparedStmt {
 }
 
 /// One client's statements: named ones and the unnamed one.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct PreparedRegistry {
     /// foldhash: looked up for every Bind and Describe of a named statement
     /// (twice per Bind), where SipHash was a visible cost; a client can only

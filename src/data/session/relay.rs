@@ -42,14 +42,14 @@ fn completes_reply(tag: u8) -> bool {
     matches!(tag, b'1' | b'2' | b'3' | b'n' | b'T' | b'C' | b'I' | b's')
 }
 
-/// Adds a relayed answer's bytes and errors to its pool's stats.
+/// Adds a relayed answer's bytes to its pool's stats.
 #[inline]
-fn tally(lease: &Lease, received: u64, errors: u64) {
-    let stats = &lease.pool().stats;
-    stats.bytes_received.fetch_add(received, Relaxed);
-    if errors > 0 {
-        stats.errors.fetch_add(errors, Relaxed);
-    }
+fn tally(lease: &Lease, received: u64) {
+    lease
+        .pool()
+        .stats
+        .bytes_received
+        .fetch_add(received, Relaxed);
 }
 
 impl Session {
@@ -74,10 +74,9 @@ impl Session {
         let started = quanta::Instant::now();
         lease.pool().stats.queries.fetch_add(1, Relaxed);
         let mut swallowing = false;
-        // Counted here and added to the pool's stats once at the end, when
-        // `lease` is no longer borrowed (no Arc clone of the pool per query).
+        // Counted here and added to the pool's stats once at the end (one
+        // atomic add per answer, not per frame).
         let mut received = 0u64;
-        let mut errors = 0u64;
         if let Some(q) = queue.as_deref_mut() {
             self.emit_synth(q);
             if q.is_empty() {
@@ -94,13 +93,13 @@ impl Session {
                     match be.next_frame().await {
                         Ok(f) => f,
                         Err(e) => {
-                            tally(lease, received, errors);
+                            tally(lease, received);
                             return Ok(Relayed::Lost(e));
                         }
                     }
                 }
                 Err(e) => {
-                    tally(lease, received, errors);
+                    tally(lease, received);
                     return Ok(Relayed::Lost(std::io::Error::new(
                         std::io::ErrorKind::InvalidData,
                         e,
@@ -108,14 +107,14 @@ impl Session {
                 }
             };
             let tag = frame.tag;
-            let be = lease.backend();
+            let (pool, be) = lease.parts();
             let bytes = &be.reader.buf[..frame.len];
             received += frame.len as u64;
             match queue.as_deref_mut() {
                 None => {
                     self.out.extend_from_slice(bytes);
                     if tag == b'E' {
-                        errors += 1;
+                        pool.stats.errors.fetch_add(1, Relaxed);
                     }
                 }
                 Some(q) => {
@@ -133,7 +132,7 @@ impl Session {
                             }
                         }
                         b'E' => {
-                            errors += 1;
+                            pool.stats.errors.fetch_add(1, Relaxed);
                             // Errors always reach the client, even for injected messages.
                             self.emit(bytes);
                             let mut forget = Vec::new();
@@ -238,7 +237,7 @@ impl Session {
                     .is_some_and(|q| q.iter().any(|e| matches!(e, Expect::Sync)));
                 match Box::pin(self.copy_in(lease, ate_sync)).await? {
                     Err(e) => {
-                        tally(lease, received, errors);
+                        tally(lease, received);
                         return Ok(Relayed::Lost(e));
                     }
                     Ok(true) => {}
@@ -251,7 +250,7 @@ impl Session {
                             let mut flush = BytesMut::with_capacity(5);
                             messages::empty(&mut flush, b'H');
                             if let Err(e) = lease.backend().send(&flush).await {
-                                tally(lease, received, errors);
+                                tally(lease, received);
                                 return Ok(Relayed::Lost(e));
                             }
                         }
@@ -260,14 +259,14 @@ impl Session {
                 continue;
             }
             if let Some(s) = status {
-                tally(lease, received, errors);
+                tally(lease, received);
                 self.flush_client().await?;
                 lease.pool().stats.record_latency(started.elapsed());
                 return Ok(Relayed::Ready(s));
             }
             if let Some(q) = queue.as_deref_mut() {
                 if q.is_empty() {
-                    tally(lease, received, errors);
+                    tally(lease, received);
                     self.flush_client().await?;
                     return Ok(Relayed::Drained);
                 }

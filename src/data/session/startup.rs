@@ -104,8 +104,7 @@ pub async fn handshake(
                 ))
             }
             StartupPacket::Cancel { pid, secret } => {
-                let pools = &proxy.runtime().pools;
-                for target in proxy.clients.cancel_targets(pid, secret, pools) {
+                for target in proxy.clients.cancel_targets(pid, secret) {
                     if let Err(e) = target.cancel().await {
                         tracing::warn!("cancel request to {} failed: {e}", target.addr.display());
                     }

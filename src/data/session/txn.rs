@@ -142,24 +142,31 @@ impl Session {
             self.release().await;
             return self.checkout_parts(shards).await;
         }
-        let mut parts = Vec::with_capacity(shards.len());
-        for &s in shards {
-            let lease = if s == self.lease_shard && self.lease.is_some() {
-                match self.lease.take() {
-                    Some(l) => l,
-                    None => continue,
+        // The other shards join first, while the current backend is still
+        // held: `join` reads the transaction's isolation level from it.
+        let mut slots: Vec<Option<Part>> = shards.iter().map(|_| None).collect();
+        for (slot, &s) in slots.iter_mut().zip(shards) {
+            if s == self.lease_shard && self.lease.is_some() {
+                continue;
+            }
+            match self.join(s).await {
+                Ok(lease) => *slot = Some(Part { shard: s, lease }),
+                Err(e) => {
+                    self.put_parts(slots.into_iter().flatten().collect());
+                    return Err(e);
                 }
-            } else {
-                match self.join(s).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        self.put_parts(parts);
-                        return Err(e);
-                    }
-                }
-            };
-            parts.push(Part { shard: s, lease });
+            }
         }
+        for (slot, &s) in slots.iter_mut().zip(shards) {
+            if slot.is_none() && s == self.lease_shard {
+                if let Some(lease) = self.lease.take() {
+                    *slot = Some(Part { shard: s, lease });
+                }
+            }
+        }
+        let mut parts: Vec<Part> = slots.into_iter().flatten().collect();
+        // Each join listed only its own backend: list them all.
+        self.publish_with(&mut parts);
         Ok(parts)
     }
 
@@ -199,6 +206,12 @@ impl Session {
     /// Lists every held backend for CancelRequests (in the list for
     /// several; the one-backend slot is cleared).
     pub(super) fn publish_running(&mut self) {
+        self.publish_with(&mut []);
+    }
+
+    /// Like [`Session::publish_running`], with `parts` taken out of the
+    /// session for a multi-shard statement.
+    pub(super) fn publish_with(&mut self, parts: &mut [Part]) {
         self.info.clear_running_one();
         self.many_running = true;
         if let Ok(mut r) = self.info.running_on.lock() {
@@ -206,7 +219,7 @@ impl Session {
             if let Some(l) = self.lease.as_mut() {
                 r.push(l.backend().cancel.clone());
             }
-            for p in self.others.iter_mut() {
+            for p in self.others.iter_mut().chain(parts.iter_mut()) {
                 r.push(p.lease.backend().cancel.clone());
             }
         }
