@@ -562,3 +562,77 @@ async fn full_pool_body() {
     p.wait_pool_idle(0).await;
     assert_eq!(p.proxy.runtime().pools[0].stats.waiting.load(Relaxed), 0);
 }
+
+/// standard_conforming_strings stays on through the proxy (its router reads
+/// literals that way): SET, SET LOCAL, set_config and the startup packet
+/// cannot turn it off (0A000, the session goes on), and a role default of
+/// off does not reach the proxy's backends. Other set_config calls work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_conforming_strings_stays_on() {
+    within(60, standard_strings_body()).await
+}
+
+async fn standard_strings_body() {
+    let c = temp_cluster();
+    let shard = connect(&c.url("postgres")).await;
+    shard
+        .batch_execute("ALTER ROLE postgres SET standard_conforming_strings = off")
+        .await
+        .unwrap();
+    let p = start_proxy(&[("s0", c.url("postgres"))], "proxy.auth = \"trust\"").await;
+    let client = connect(&p.url()).await;
+    assert_eq!(scs(&client).await, "on");
+    // What keeps it on, and other settings, pass.
+    client
+        .batch_execute(
+            "SET standard_conforming_strings = on; SET standard_conforming_strings TO DEFAULT",
+        )
+        .await
+        .unwrap();
+    for (sql, v) in [
+        (
+            "SELECT set_config('application_name', 'via proxy', false)",
+            "via proxy",
+        ),
+        (
+            "SELECT set_config('application_name', 'again', false)",
+            "again",
+        ),
+    ] {
+        let rows = client.simple_query(sql).await.unwrap();
+        assert!(
+            matches!(&rows[1], tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some(v))
+        );
+    }
+    let v: String = client
+        .query_one(
+            "SELECT set_config('application_name', $1, false)",
+            &[&"param"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(v, "param");
+    assert_eq!(scs(&client).await, "on");
+    // The startup packet.
+    let mut r = Raw::connect(p.addr).await;
+    r.send(&startup_packet(
+        196608,
+        &[("user", USER), ("standard_conforming_strings", "off")],
+    ))
+    .await;
+    let (code, message) = r.error_then_close().await.expect("an error, then close");
+    assert_eq!(code, "0A000", "{message}");
+    // A backslash in a literal means what it does with the setting on.
+    let rows = client.simple_query(r"SELECT 'a\'").await.unwrap();
+    assert!(
+        matches!(&rows[1], tokio_postgres::SimpleQueryMessage::Row(r) if r.get(0) == Some(r"a\"))
+    );
+}
+
+async fn scs(c: &tokio_postgres::Client) -> String {
+    c.query_one("SHOW standard_conforming_strings", &[])
+        .await
+        .unwrap()
+        .get(0)
+}

@@ -228,16 +228,41 @@ async fn cancel_and_isolation_reach_every_shard_of_a_statement() {
 
     // Runs `sql` after `before` on a fresh client and cancels it after
     // 300 ms: it must end with 57014 well before its sleep would.
-    async fn cancelled(url: &str, before: &str, sql: &str) -> tokio_postgres::Client {
+    // Once `running` backends (watched directly on the cluster) run it.
+    async fn cancelled(
+        watch: &tokio_postgres::Client,
+        running: i64,
+        url: &str,
+        before: &str,
+        sql: &str,
+    ) -> tokio_postgres::Client {
         let client = connect(url).await;
         client.batch_execute(before).await.unwrap();
         let token = client.cancel_token();
-        let sql = sql.to_string();
+        let text = sql.to_string();
         let q = tokio::spawn(async move {
-            let r = client.simple_query(&sql).await;
+            let r = client.simple_query(&text).await;
             (r, client)
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let started = std::time::Instant::now();
+        loop {
+            let n: i64 = watch
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'",
+                    &[&sql],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            if n == running {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{sql}: {n} running"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         token.cancel_query(NoTls).await.unwrap();
         let (r, client) = tokio::time::timeout(Duration::from_secs(5), q)
             .await
@@ -249,9 +274,19 @@ async fn cancel_and_isolation_reach_every_shard_of_a_statement() {
     }
     // A fan-out: both shards sleep, both must be cancelled.
     let url = p.url();
-    cancelled(&url, "SELECT 1", "SELECT pg_sleep(20) FROM t WHERE v = 'x'").await;
+    let w = connect(&c.url("postgres")).await;
+    cancelled(
+        &w,
+        2,
+        &url,
+        "SELECT 1",
+        "SELECT pg_sleep(20) FROM t WHERE v = 'x'",
+    )
+    .await;
     // A transaction on both shards: the statement runs on the second.
     let client = cancelled(
+        &w,
+        1,
         &url,
         &format!("BEGIN; UPDATE t SET v = 'y' WHERE id = {a}"),
         &format!("SELECT pg_sleep(20) FROM t WHERE id = {b}"),
@@ -260,6 +295,8 @@ async fn cancel_and_isolation_reach_every_shard_of_a_statement() {
     client.batch_execute("ROLLBACK").await.unwrap();
     // A transaction on one shard whose statement fans out to the other too.
     let client = cancelled(
+        &w,
+        2,
         &url,
         &format!("BEGIN; UPDATE t SET v = 'y' WHERE id = {a}"),
         "SELECT pg_sleep(20) FROM t WHERE v = 'x'",
@@ -287,6 +324,8 @@ async fn cancel_and_isolation_reach_every_shard_of_a_statement() {
     client.batch_execute("ROLLBACK").await.unwrap();
     // Back to one backend per statement.
     let client = cancelled(
+        &w,
+        1,
         &url,
         "SELECT 1",
         &format!("SELECT pg_sleep(20) FROM t WHERE id = {a}"),

@@ -14,6 +14,7 @@ use super::keys::{name_parts, norm};
 use super::plan::{FanOut, KeySource, StmtKind, StmtPlan, Target};
 use super::scope::{Analyzer, ColRef, Decision, Restrict};
 use super::session_state;
+use super::standard_strings;
 
 pub(crate) const UNSUPPORTED: &str = "0A000";
 
@@ -36,6 +37,12 @@ pub(crate) fn plan_statement(stmt: &Statement, cat: &dyn Catalog) -> StmtPlan {
         }
         if fx.writes {
             p.read_only = false;
+        }
+        let set_off = matches!(&p.kind, StmtKind::Set { name, value, .. }
+            if name == standard_strings::NAME
+                && !value.as_deref().is_some_and(standard_strings::keeps_on));
+        if fx.standard_strings_off || set_off {
+            p.target = refused(standard_strings::REFUSAL.into());
         }
     }
     p

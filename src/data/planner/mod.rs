@@ -39,6 +39,7 @@ mod scope;
 mod session_state;
 mod setting_words;
 mod simple_agg;
+pub mod standard_strings;
 mod unparsed;
 mod walk;
 

@@ -13,7 +13,8 @@
 //! left alone, so a merge never sees a parameter where it needs a number.
 //! Only plain SELECT/UPDATE/DELETE texts without comments (routing hints live
 //! there), `$`, `E''`/`U&''`/`B''`/`X''` strings, backslashes in string
-//! literals or typed literals (`DATE '…'`, `INTERVAL '…'`) are normalized;
+//! literals, typed literals (`DATE '…'`, `INTERVAL '…'`) or `set_config`
+//! calls are normalized;
 //! anything else is planned as written. Hand-written: one pass over bytes, no crate offers this for
 //! Postgres syntax without a full parse.
 
@@ -224,6 +225,11 @@ fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> 
                 if b.get(i) == Some(&b'\'')
                     || (b.get(i) == Some(&b'&') && b.get(i + 1) == Some(&b'\''))
                 {
+                    return None;
+                }
+                // set_config's arguments decide whether the statement is
+                // refused (standard_strings.rs): a plan per exact text.
+                if word.len() == 10 && word.eq_ignore_ascii_case("set_config") {
                     return None;
                 }
                 // Ordinals (ORDER BY 1) and the merge's inputs stay as written.

@@ -41,6 +41,8 @@ const WRITING_FUNCTIONS: &[&str] = &[
 pub(crate) struct Effects {
     pub session_state: Option<&'static str>,
     pub writes: bool,
+    /// A `set_config` call that may turn standard_conforming_strings off.
+    pub standard_strings_off: bool,
 }
 
 struct FunctionScan(Effects);
@@ -66,6 +68,9 @@ impl Visitor for FunctionScan {
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         if let Expr::Function(f) = e {
             self.function(&f.name);
+            if super::standard_strings::call_turns_off(f) {
+                self.0.standard_strings_off = true;
+            }
         }
         ControlFlow::Continue(())
     }
@@ -82,6 +87,7 @@ pub(crate) fn scan(stmt: &Statement) -> Effects {
     let mut scan = FunctionScan(Effects {
         session_state: statement_state(stmt),
         writes: false,
+        standard_strings_off: false,
     });
     let _ = stmt.visit(&mut scan);
     scan.0

@@ -109,6 +109,9 @@ impl Backend {
             ("user", addr.user.as_str()),
             ("database", addr.database.as_str()),
             ("client_encoding", "UTF8"),
+            // Over any role or database default: the router reads SQL with
+            // it on (planner/standard_strings.rs).
+            ("standard_conforming_strings", "on"),
         ];
         for (k, v) in &addr.params {
             params.push((k.as_str(), v.as_str()));

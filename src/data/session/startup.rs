@@ -7,6 +7,7 @@ use crate::data::auth::{md5_check, random_salt4, AuthError, Credential, ScramSer
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::startup::{read_startup, StartupPacket};
 use crate::data::codec::{messages, FrameReader, SqlError};
+use crate::data::planner::standard_strings;
 use crate::runtime::state::UserAuth;
 use crate::runtime::{ClientInfo, Proxy, Runtime};
 use bytes::BytesMut;
@@ -184,6 +185,15 @@ pub async fn handshake(
                 && !k.starts_with("_pq_.")
         })
         .collect();
+    let off = client_params.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case(standard_strings::NAME) && !standard_strings::keeps_on(v)
+    });
+    if off {
+        return Err(Refused::on(
+            stream,
+            SqlError::fatal(sqlstate::FEATURE_NOT_SUPPORTED, standard_strings::REFUSAL),
+        ));
+    }
     if let Some((_, app)) = client_params.iter().find(|(k, _)| k == "application_name") {
         if let Ok(mut a) = info.application_name.lock() {
             a.clone_from(app);

@@ -307,3 +307,36 @@ fn copy_to_stdout() {
     );
     assert_eq!(plan1("COPY (SELECT 1) TO STDOUT").kind, StmtKind::CopyTo);
 }
+
+#[test]
+fn turning_standard_conforming_strings_off_is_refused() {
+    for sql in [
+        "SET standard_conforming_strings = off",
+        "SET LOCAL standard_conforming_strings TO false",
+        "SET standard_conforming_strings = 0",
+        "SELECT set_config('standard_conforming_strings', 'off', false)",
+        "SELECT set_config('standard_conforming_strings', $1, false)",
+        "SELECT set_config($1, 'x', false)",
+        "UPDATE t SET a = set_config('standard_conforming_strings', 'no', true)",
+    ] {
+        assert_refused(sql, "standard_conforming_strings");
+    }
+    for sql in [
+        "SET standard_conforming_strings = on",
+        "SET standard_conforming_strings TO DEFAULT",
+        "SELECT set_config('standard_conforming_strings', 'on', false)",
+        "SELECT set_config('application_name', $1, false)",
+        "SELECT set_config('search_path', 'public', true)",
+    ] {
+        assert!(
+            !matches!(target(sql), Target::Refused { .. }),
+            "{sql}: {:?}",
+            target(sql)
+        );
+    }
+    // Planned per exact text, not through a template shared with other values.
+    assert_eq!(
+        normalize::normalize("SELECT set_config('a', 'b', false) FROM t WHERE id = 1"),
+        None
+    );
+}
