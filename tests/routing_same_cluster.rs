@@ -9,24 +9,24 @@ use common::*;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn multi_shard_writes_commit_when_shards_share_a_cluster() {
+/// A cluster with databases db0 and db1 as shards s0 and s1 of a proxy
+/// (config tweaks `root`), and table t (id bigint key, v text) created
+/// through it with rows 1..=40, all v = 'x'.
+async fn two_databases_as_shards(root: &str) -> (TempCluster, TestProxy, tokio_postgres::Client) {
     let c = temp_cluster();
     psql(&c.url("postgres"), "CREATE DATABASE db0");
     psql(&c.url("postgres"), "CREATE DATABASE db1");
     let p = start_proxy_with(
         &[("s0", c.url("db0")), ("s1", c.url("db1"))],
-        "",
+        root,
         "[[tables]]\nname = \"t\"\nshard_key = \"id\"\n",
     )
     .await;
     let client = connect(&p.url()).await;
-    // DDL to both databases: one two-phase commit with two participants.
     client
         .batch_execute("CREATE TABLE t (id bigint PRIMARY KEY, v text)")
         .await
         .unwrap();
-    // A multi-row INSERT split across both, and a keyless UPDATE everywhere.
     let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'x')")).collect();
     client
         .batch_execute(&format!(
@@ -35,6 +35,14 @@ async fn multi_shard_writes_commit_when_shards_share_a_cluster() {
         ))
         .await
         .unwrap();
+    (c, p, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multi_shard_writes_commit_when_shards_share_a_cluster() {
+    // DDL to both databases: one two-phase commit with two participants,
+    // then a multi-row INSERT split across both.
+    let (c, _p, client) = two_databases_as_shards("").await;
     client.batch_execute("UPDATE t SET v = 'y'").await.unwrap();
     let on = |db: &str| psql(&c.url(db), "SELECT count(*) FROM t WHERE v = 'y'");
     let (a, b): (i64, i64) = (on("db0").parse().unwrap(), on("db1").parse().unwrap());
@@ -52,28 +60,7 @@ async fn multi_shard_writes_commit_when_shards_share_a_cluster() {
 /// threshold): every shard runs it, and later executions reuse it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_named_parse_in_a_fanned_out_pipeline_runs_on_every_shard() {
-    let c = temp_cluster();
-    psql(&c.url("postgres"), "CREATE DATABASE db0");
-    psql(&c.url("postgres"), "CREATE DATABASE db1");
-    let p = start_proxy_with(
-        &[("s0", c.url("db0")), ("s1", c.url("db1"))],
-        "",
-        "[[tables]]\nname = \"t\"\nshard_key = \"id\"\n",
-    )
-    .await;
-    let client = connect(&p.url()).await;
-    client
-        .batch_execute("CREATE TABLE t (id bigint PRIMARY KEY, v text)")
-        .await
-        .unwrap();
-    let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'x')")).collect();
-    client
-        .batch_execute(&format!(
-            "INSERT INTO t (id, v) VALUES {}",
-            values.join(", ")
-        ))
-        .await
-        .unwrap();
+    let (c, p, _client) = two_databases_as_shards("").await;
     let mut raw = Raw::login(([127, 0, 0, 1], p.port()).into()).await;
     let first = [
         parse_msg("ids", "SELECT id FROM t WHERE v = $1", &[]),
@@ -201,28 +188,7 @@ async fn a_named_parse_in_a_fanned_out_pipeline_runs_on_every_shard() {
 /// one-backend case still cancels.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_and_isolation_reach_every_shard_of_a_statement() {
-    let c = temp_cluster();
-    psql(&c.url("postgres"), "CREATE DATABASE db0");
-    psql(&c.url("postgres"), "CREATE DATABASE db1");
-    let p = start_proxy_with(
-        &[("s0", c.url("db0")), ("s1", c.url("db1"))],
-        "proxy.two_phase_commit = true",
-        "[[tables]]\nname = \"t\"\nshard_key = \"id\"\n",
-    )
-    .await;
-    let setup = connect(&p.url()).await;
-    setup
-        .batch_execute("CREATE TABLE t (id bigint PRIMARY KEY, v text)")
-        .await
-        .unwrap();
-    let values: Vec<String> = (1..=40).map(|i| format!("({i}, 'x')")).collect();
-    setup
-        .batch_execute(&format!(
-            "INSERT INTO t (id, v) VALUES {}",
-            values.join(", ")
-        ))
-        .await
-        .unwrap();
+    let (c, p, _setup) = two_databases_as_shards("proxy.two_phase_commit = true").await;
     let on = |db: &str| -> i64 { psql(&c.url(db), "SELECT min(id) FROM t").parse().unwrap() };
     let (a, b) = (on("db0"), on("db1"));
 
