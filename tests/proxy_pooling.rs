@@ -579,7 +579,13 @@ async fn standard_strings_body() {
         .batch_execute("ALTER ROLE postgres SET standard_conforming_strings = off")
         .await
         .unwrap();
-    let p = start_proxy(&[("s0", c.url("postgres"))], "proxy.auth = \"trust\"").await;
+    // One backend: a backend left with the setting off would be the next
+    // client's.
+    let p = start_proxy(
+        &[("s0", c.url("postgres"))],
+        "proxy.auth = \"trust\"\npool.size = 1",
+    )
+    .await;
     let client = connect(&p.url()).await;
     assert_eq!(scs(&client).await, "on");
     // What keeps it on, and other settings, pass.
@@ -623,6 +629,18 @@ async fn standard_strings_body() {
     .await;
     let (code, message) = r.error_then_close().await.expect("an error, then close");
     assert_eq!(code, "0A000", "{message}");
+    // Routes the planner cannot see (pg_settings' update rule, a function)
+    // end the session before its next statement; the backend is closed.
+    let sneaky = connect(&p.url()).await;
+    sneaky
+        .simple_query(
+            "UPDATE pg_settings SET setting = 'off' WHERE name = 'standard_conforming_strings'",
+        )
+        .await
+        .unwrap();
+    let e = sneaky.simple_query("SELECT 1").await.unwrap_err();
+    assert_eq!(code_of(&e), "0A000", "{e:?}");
+    assert_eq!(scs(&client).await, "on", "the backend was not pooled");
     // A backslash in a literal means what it does with the setting on.
     let rows = client.simple_query(r"SELECT 'a\'").await.unwrap();
     assert!(

@@ -288,6 +288,24 @@ async fn cancel_and_isolation_reach_every_shard_of_a_statement() {
         .collect();
     assert_eq!(levels, ["repeatable read", "repeatable read"]);
     client.batch_execute("ROLLBACK").await.unwrap();
+    // The same when the statement that fans out is the transaction's first
+    // (the proxy holds the BEGIN back until then).
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .unwrap();
+    let levels: Vec<String> = client
+        .query(
+            "SELECT current_setting('transaction_isolation') FROM t WHERE id IN ($1, $2)",
+            &[&a, &b],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(levels, ["repeatable read", "repeatable read"]);
+    client.batch_execute("ROLLBACK").await.unwrap();
     // Back to one backend per statement.
     let client = cancelled(
         &w,

@@ -39,7 +39,7 @@ pub(crate) fn plan_statement(stmt: &Statement, cat: &dyn Catalog) -> StmtPlan {
             p.read_only = false;
         }
         let set_off = matches!(&p.kind, StmtKind::Set { name, value, .. }
-            if name == standard_strings::NAME
+            if name.eq_ignore_ascii_case(standard_strings::NAME)
                 && !value.as_deref().is_some_and(standard_strings::keeps_on));
         if fx.standard_strings_off || set_off {
             p.target = refused(standard_strings::REFUSAL.into());

@@ -47,6 +47,16 @@ async fn open(addr: &BackendAddr) -> std::io::Result<BackendStream> {
     }
 }
 
+/// Whether a ParameterStatus body (`name\0value\0`) reports
+/// standard_conforming_strings off. Postgres reports it whenever it changes,
+/// so this catches a client that turned it off by a route the planner cannot
+/// see (an UPDATE of pg_settings, a function calling set_config).
+pub fn reports_standard_strings_off(body: &[u8]) -> bool {
+    let mut parts = body.split(|&b| b == 0);
+    matches!((parts.next(), parts.next()), (Some(name), Some(value))
+        if name.eq_ignore_ascii_case(b"standard_conforming_strings") && value != b"on")
+}
+
 /// An authenticated connection to one shard.
 #[derive(Debug)]
 pub struct Backend {
@@ -60,6 +70,9 @@ pub struct Backend {
     pub prepared: HashSet<u64>,
     /// Fingerprint of the session settings (SET) applied to this connection.
     pub settings_fingerprint: u64,
+    /// The server reported standard_conforming_strings = off (see
+    /// [`reports_standard_strings_off`]): never returned to the pool.
+    pub standard_strings_off: bool,
     pub created: Instant,
     /// When the pool's reaper first saw it idle (None while in use or
     /// returned since the reaper's last round).
@@ -102,6 +115,7 @@ impl Backend {
             server_params: Vec::new(),
             prepared: HashSet::new(),
             settings_fingerprint: 0,
+            standard_strings_off: false,
             created: Instant::now(),
             idle_since: None,
         };

@@ -10,7 +10,7 @@ mod stats;
 mod stream;
 
 pub use addr::BackendAddr;
-pub use backend::{Backend, CancelTarget};
+pub use backend::{reports_standard_strings_off, Backend, CancelTarget};
 pub use shard_pool::{Lease, PoolSettings, ShardPool};
 pub use stats::ShardStats;
 pub use stream::BackendStream;

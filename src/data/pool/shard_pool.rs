@@ -328,7 +328,10 @@ impl Lease {
 impl Drop for Lease {
     fn drop(&mut self) {
         let backend = self.backend.take();
-        if self.clean {
+        // A backend whose client turned standard_conforming_strings off
+        // (by a route the planner cannot see) is never reused.
+        let reusable = backend.as_ref().is_some_and(|b| !b.standard_strings_off);
+        if self.clean && reusable {
             self.pool.return_slot(backend);
         } else {
             // Not released clean: closing it is the safe choice, and it is

@@ -330,10 +330,14 @@ impl Session {
                         .fetch_add(started.elapsed().as_micros() as u64, Relaxed);
                     return Ok(());
                 }
+                b'S' => self.parameter_status(frame.body(bytes)),
                 // CopyDone ('c') is sent once at the end; ParameterStatus is per backend.
                 _ => {}
             }
             p.lease.backend().reader.skip(frame);
+            if self.standard_strings_off {
+                p.lease.backend().standard_strings_off = true;
+            }
         }
     }
 }

@@ -72,18 +72,25 @@ impl Session {
         let mut queues = Vec::with_capacity(parts.len());
         // Each shard's copy of the batch must meet the client's statements
         // as they were before it: Parse and Close change them as a copy is
-        // translated, so every copy after the first starts again from this
-        // snapshot (and all end in the same state, with the same errors).
-        let before = super::extended::frames(batch)
-            .any(|(t, _)| t == b'P' || t == b'C')
-            .then(|| self.prepared.clone());
+        // translated, so every copy after the first starts again from the
+        // entries the batch names (and all end in the same state, with the
+        // same errors).
+        let touched = super::extended::frames(batch).filter_map(|(t, body)| match t {
+            b'P' => ParseMsg::decode(body).ok().map(|p| p.name),
+            b'C' => TargetMsg::decode(body, "Close")
+                .ok()
+                .filter(|c| c.kind == b'S')
+                .map(|c| c.name),
+            _ => None,
+        });
+        let before = self.prepared.save(touched);
         for (i, p) in parts.iter_mut().enumerate() {
             let mut wire = BytesMut::with_capacity(batch.len() + 64);
             let mut queue = VecDeque::new();
             let saved = (self.unnamed_on_lease, i > 0);
             self.unnamed_on_lease = false;
-            if let (true, Some(before)) = (i > 0, &before) {
-                self.prepared = before.clone();
+            if i > 0 {
+                self.prepared.restore(&before);
             }
             self.translate(batch, Some(p.lease.backend()), &mut wire, &mut queue)?;
             if let FanMode::Aggregate(_) = mode {
@@ -268,9 +275,13 @@ impl Session {
                     be.reader.skip(f);
                     return Ok(());
                 }
+                b'S' => self.parameter_status(f.body(bytes)),
                 _ => {}
             }
             be.reader.skip(f);
+            if self.standard_strings_off {
+                be.standard_strings_off = true;
+            }
         }
     }
 

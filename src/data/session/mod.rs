@@ -87,6 +87,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         expect_buf: Default::default(),
         parsed_in_batch: Vec::new(),
         many_running: false,
+        standard_strings_off: false,
         last_plan: Default::default(),
     };
     let end = s.serve().await;
@@ -160,6 +161,9 @@ pub struct Session {
     /// `info.running_on` lists backends (a multi-shard statement or
     /// transaction published them); the one-backend path clears it.
     many_running: bool,
+    /// A backend reported standard_conforming_strings off: the session ends
+    /// before its next message.
+    standard_strings_off: bool,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
@@ -223,6 +227,17 @@ impl Session {
                     continue;
                 }
             };
+            if self.standard_strings_off {
+                // This message would be read differently by the router and by
+                // Postgres: the answer to it is the end of the session.
+                return End::Fatal(
+                    SqlError::fatal(
+                        sqlstate::FEATURE_NOT_SUPPORTED,
+                        "standard_conforming_strings was turned off, which shardproxy's router cannot follow; terminating the session",
+                    )
+                    .with_hint("Leave standard_conforming_strings on and use E'…' strings for backslash escapes."),
+                );
+            }
             if self.lease.is_none() {
                 // Between transactions: a reloaded configuration applies
                 // from this message on (a replaced pool only takes back the

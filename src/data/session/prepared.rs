@@ -73,8 +73,12 @@ impl PreparedStmt {
     }
 }
 
+/// Statements by name as they were before a batch (see
+/// [`PreparedRegistry::save`]).
+pub type Saved = Vec<(String, Option<Arc<PreparedStmt>>)>;
+
 /// One client's statements: named ones and the unnamed one.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct PreparedRegistry {
     /// foldhash: looked up for every Bind and Describe of a named statement
     /// (twice per Bind), where SipHash was a visible cost; a client can only
@@ -106,6 +110,28 @@ impl PreparedRegistry {
             .as_ref()
             .filter(|s| s.is(p.query, p.param_types))
             .cloned()
+    }
+
+    /// The statements called `names` (None: no such statement), to be put
+    /// back by [`PreparedRegistry::restore`].
+    pub fn save<'a>(&self, names: impl Iterator<Item = &'a str>) -> Saved {
+        let mut saved: Saved = Vec::new();
+        for n in names {
+            if !saved.iter().any(|(s, _)| s == n) {
+                saved.push((n.to_string(), self.get(n).cloned()));
+            }
+        }
+        saved
+    }
+
+    /// Puts the statements `saved` back as they were.
+    pub fn restore(&mut self, saved: &Saved) {
+        for (name, stmt) in saved {
+            match stmt {
+                Some(s) => self.insert(name, s.clone()),
+                None => self.remove(name),
+            }
+        }
     }
 
     pub fn contains(&self, name: &str) -> bool {

@@ -7,7 +7,7 @@
 use super::{End, Session};
 use crate::data::codec::frame::peek_frame;
 use crate::data::codec::{messages, SqlError};
-use crate::data::pool::Lease;
+use crate::data::pool::{reports_standard_strings_off, Lease};
 use bytes::{Buf, BytesMut};
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
@@ -53,6 +53,15 @@ fn tally(lease: &Lease, received: u64) {
 }
 
 impl Session {
+    /// Notes a backend's ParameterStatus: standard_conforming_strings off
+    /// ends the session before its next message (and its backend is closed,
+    /// not pooled).
+    pub(super) fn parameter_status(&mut self, body: &[u8]) {
+        if reports_standard_strings_off(body) {
+            self.standard_strings_off = true;
+        }
+    }
+
     /// Emits leading synthesized replies.
     fn emit_synth(&mut self, queue: &mut VecDeque<Expect>) {
         while let Some(Expect::Synth(_)) = queue.front() {
@@ -115,6 +124,8 @@ impl Session {
                     self.out.extend_from_slice(bytes);
                     if tag == b'E' {
                         pool.stats.errors.fetch_add(1, Relaxed);
+                    } else if tag == b'S' {
+                        self.parameter_status(frame.body(bytes));
                     }
                 }
                 Some(q) => {
@@ -217,7 +228,12 @@ impl Session {
                             }
                         }
                         // Asynchronous: NoticeResponse, ParameterStatus, NotificationResponse.
-                        _ => self.emit(bytes),
+                        _ => {
+                            if tag == b'S' {
+                                self.parameter_status(frame.body(bytes));
+                            }
+                            self.emit(bytes)
+                        }
                     }
                 }
             }
@@ -227,6 +243,9 @@ impl Session {
                 None
             };
             lease.backend().reader.buf.advance(frame.len);
+            if self.standard_strings_off {
+                lease.backend().standard_strings_off = true;
+            }
             if tag == b'G' {
                 // Postgres ignores a Sync that reaches it in copy-in mode
                 // (libpq and tokio-postgres pipeline one right after the

@@ -186,7 +186,9 @@ pub async fn handshake(
         })
         .collect();
     let off = client_params.iter().any(|(k, v)| {
-        k.eq_ignore_ascii_case(standard_strings::NAME) && !standard_strings::keeps_on(v)
+        // DEFAULT is no value for a startup parameter.
+        k.eq_ignore_ascii_case(standard_strings::NAME)
+            && (!standard_strings::keeps_on(v) || v.trim().eq_ignore_ascii_case("default"))
     });
     if off {
         return Err(Refused::on(

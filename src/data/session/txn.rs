@@ -150,6 +150,13 @@ impl Session {
                 continue;
             }
             match self.join(s).await {
+                // The first join opened a deferred BEGIN: held as the
+                // current backend, the later joins copy its isolation level
+                // (it is taken below like one held before).
+                Ok(lease) if self.lease.is_none() => {
+                    self.lease = Some(lease);
+                    self.lease_shard = s;
+                }
                 Ok(lease) => *slot = Some(Part { shard: s, lease }),
                 Err(e) => {
                     self.put_parts(slots.into_iter().flatten().collect());

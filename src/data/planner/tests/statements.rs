@@ -314,6 +314,7 @@ fn turning_standard_conforming_strings_off_is_refused() {
         "SET standard_conforming_strings = off",
         "SET LOCAL standard_conforming_strings TO false",
         "SET standard_conforming_strings = 0",
+        "SET \"STANDARD_CONFORMING_STRINGS\" = off",
         "SELECT set_config('standard_conforming_strings', 'off', false)",
         "SELECT set_config('standard_conforming_strings', $1, false)",
         "SELECT set_config($1, 'x', false)",
