@@ -269,43 +269,27 @@ async fn cancel_and_isolation_reach_every_shard_of_a_statement() {
     )
     .await;
     client.batch_execute("ROLLBACK").await.unwrap();
-    // A shard joining a transaction gets the transaction's isolation level.
-    client
-        .batch_execute(&format!(
-            "BEGIN ISOLATION LEVEL REPEATABLE READ; UPDATE t SET v = 'y' WHERE id = {a}"
-        ))
-        .await
-        .unwrap();
-    let levels: Vec<String> = client
-        .query(
-            "SELECT current_setting('transaction_isolation') FROM t WHERE id IN ($1, $2)",
-            &[&a, &b],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(levels, ["repeatable read", "repeatable read"]);
-    client.batch_execute("ROLLBACK").await.unwrap();
-    // The same when the statement that fans out is the transaction's first
-    // (the proxy holds the BEGIN back until then).
-    client
-        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        .await
-        .unwrap();
-    let levels: Vec<String> = client
-        .query(
-            "SELECT current_setting('transaction_isolation') FROM t WHERE id IN ($1, $2)",
-            &[&a, &b],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(levels, ["repeatable read", "repeatable read"]);
-    client.batch_execute("ROLLBACK").await.unwrap();
+    // A shard joining a transaction gets the transaction's isolation level,
+    // also when the statement that fans out is the transaction's first (the
+    // proxy holds the BEGIN back until then).
+    for begin in [
+        format!("BEGIN ISOLATION LEVEL REPEATABLE READ; UPDATE t SET v = 'y' WHERE id = {a}"),
+        "BEGIN ISOLATION LEVEL REPEATABLE READ".to_string(),
+    ] {
+        client.batch_execute(&begin).await.unwrap();
+        let levels: Vec<String> = client
+            .query(
+                "SELECT current_setting('transaction_isolation') FROM t WHERE id IN ($1, $2)",
+                &[&a, &b],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        assert_eq!(levels, ["repeatable read", "repeatable read"], "{begin}");
+        client.batch_execute("ROLLBACK").await.unwrap();
+    }
     // Back to one backend per statement.
     let client = cancelled(
         &w,
