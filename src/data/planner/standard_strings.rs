@@ -17,16 +17,18 @@ pub const NAME: &str = "standard_conforming_strings";
 /// The error a client gets for trying to turn it off.
 pub const REFUSAL: &str = "standard_conforming_strings cannot be turned off through shardproxy: its router reads string literals as Postgres does with it on; use E'…' strings for backslash escapes";
 
-/// Whether `value` (as written after `SET … TO`, or passed to `set_config`)
-/// keeps the setting on: Postgres' spellings of true, or DEFAULT (the
-/// backend's startup value, on).
-pub fn keeps_on(value: &str) -> bool {
+/// Whether `value` is one of Postgres' spellings of true (as a startup
+/// parameter or a `set_config` value).
+pub fn is_on(value: &str) -> bool {
     let v = value.trim().trim_matches('\'').to_ascii_lowercase();
     // Postgres accepts any unique prefix of true/yes, and on and 1.
-    v == "on"
-        || v == "1"
-        || v == "default"
-        || (!v.is_empty() && ("true".starts_with(&v) || "yes".starts_with(&v)))
+    v == "on" || v == "1" || (!v.is_empty() && ("true".starts_with(&v) || "yes".starts_with(&v)))
+}
+
+/// Whether `SET … TO value` keeps the setting on: a true value, or DEFAULT
+/// (the backend's startup value, on).
+pub fn keeps_on(value: &str) -> bool {
+    is_on(value) || value.trim().eq_ignore_ascii_case("default")
 }
 
 /// Whether a function call is `set_config('standard_conforming_strings',
@@ -53,9 +55,7 @@ pub fn call_turns_off(f: &Function) -> bool {
         _ => None,
     };
     match literal(0) {
-        Some(name) if name.trim().eq_ignore_ascii_case(NAME) => {
-            !literal(1).is_some_and(|v| keeps_on(v) && !v.trim().eq_ignore_ascii_case("default"))
-        }
+        Some(name) if name.trim().eq_ignore_ascii_case(NAME) => !literal(1).is_some_and(is_on),
         Some(_) => false,
         // A computed setting name may be this one.
         None => true,
@@ -72,6 +72,7 @@ mod tests {
             "on", "ON", "'on'", "true", "t", "tr", "yes", "y", "1", "DEFAULT",
         ] {
             assert!(keeps_on(v), "{v}");
+            assert_eq!(is_on(v), !v.eq_ignore_ascii_case("default"), "{v}");
         }
         for v in [
             "off", "'off'", "false", "f", "no", "n", "0", "", "of", "maybe",

@@ -94,12 +94,7 @@ impl Session {
             let lease = self.with_settings(pool.checkout().await?).await?;
             parts.push(Part { shard, lease });
         }
-        self.info.clear_running_one();
-        self.many_running = true;
-        if let Ok(mut r) = self.info.running_on.lock() {
-            r.clear();
-            r.extend(parts.iter_mut().map(|p| p.lease.backend().cancel.clone()));
-        }
+        self.publish_with(&mut parts);
         Ok(parts)
     }
 

@@ -119,13 +119,14 @@ impl Session {
             let (pool, be) = lease.parts();
             let bytes = &be.reader.buf[..frame.len];
             received += frame.len as u64;
+            if tag == b'S' {
+                self.parameter_status(frame.body(bytes));
+            }
             match queue.as_deref_mut() {
                 None => {
                     self.out.extend_from_slice(bytes);
                     if tag == b'E' {
                         pool.stats.errors.fetch_add(1, Relaxed);
-                    } else if tag == b'S' {
-                        self.parameter_status(frame.body(bytes));
                     }
                 }
                 Some(q) => {
@@ -228,12 +229,7 @@ impl Session {
                             }
                         }
                         // Asynchronous: NoticeResponse, ParameterStatus, NotificationResponse.
-                        _ => {
-                            if tag == b'S' {
-                                self.parameter_status(frame.body(bytes));
-                            }
-                            self.emit(bytes)
-                        }
+                        _ => self.emit(bytes),
                     }
                 }
             }

@@ -186,9 +186,7 @@ pub async fn handshake(
         })
         .collect();
     let off = client_params.iter().any(|(k, v)| {
-        // DEFAULT is no value for a startup parameter.
-        k.eq_ignore_ascii_case(standard_strings::NAME)
-            && (!standard_strings::keeps_on(v) || v.trim().eq_ignore_ascii_case("default"))
+        k.eq_ignore_ascii_case(standard_strings::NAME) && !standard_strings::is_on(v)
     });
     if off {
         return Err(Refused::on(
