@@ -2,11 +2,12 @@
 //! the backend running that client's query.
 
 use super::state::Runtime;
-use crate::data::pool::CancelTarget;
+use crate::data::pool::{cancel_fence, CancelTarget, ShardPool};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{
     AtomicU32, AtomicU64, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
+    Ordering::SeqCst,
 };
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -35,8 +36,9 @@ pub struct ClientInfo {
     /// The runtime snapshot the session works with (its shard indexes are
     /// into these pools); replaced when the session takes up a new one.
     session_runtime: Mutex<SessionRuntime>,
-    /// Backends running a statement or transaction that spans shards.
-    pub running_on: Mutex<Vec<Arc<CancelTarget>>>,
+    /// Backends running a statement or transaction that spans shards, with
+    /// their pools.
+    pub running_on: Mutex<Vec<(Arc<ShardPool>, Arc<CancelTarget>)>>,
     pub queries: AtomicU64,
 }
 
@@ -63,30 +65,73 @@ impl ClientInfo {
     /// BackendKeyData) now running the client's statements.
     #[inline]
     pub fn set_running_one(&self, shard: usize, pid: i32, secret: i32) {
-        self.running_shard.store(shard as u32, Relaxed);
+        // Stored before the key (see `running_one`).
+        self.running_shard.store(shard as u32, Release);
         let key = (u64::from(pid as u32) << 32) | u64::from(secret as u32);
         // Never 0 for a real key (Postgres pids are positive).
         self.running_key.store(key, Release);
     }
 
-    /// No backend is running the client's statements any more.
+    /// No backend is running the client's statements any more. SeqCst: it
+    /// pairs with a canceller's fence (see [`ClientRegistry::cancel`]).
     #[inline]
     pub fn clear_running_one(&self) {
-        self.running_key.store(0, Release);
+        self.running_key.store(0, SeqCst);
     }
 
     /// (shard index, pid, secret) of the one backend running the client's
-    /// statements. A read racing a new store may pair the new shard with
-    /// the old key (or the index with a just-replaced runtime); such a
-    /// cancel reaches a server that ignores it, as pid and secret must both
-    /// match: a lost cancel, which Postgres' own protocol allows for too.
+    /// statements. The shard is read between two reads of the key: had it
+    /// come from a later store, the clear before that store would show in
+    /// the second read. (After a RELOAD the index may name the new
+    /// runtime's pool; such a cancel reaches a server that ignores it, as
+    /// pid and secret must both match: a lost cancel, which Postgres' own
+    /// protocol allows for too.)
     fn running_one(&self) -> Option<(usize, i32, i32)> {
-        let key = self.running_key.load(Acquire);
+        let key = self.running_key.load(SeqCst);
         if key == 0 {
             return None;
         }
-        let shard = self.running_shard.load(Relaxed) as usize;
+        let shard = self.running_shard.load(Acquire) as usize;
+        if self.running_key.load(SeqCst) != key {
+            return None; // the statement ended meanwhile
+        }
         Some((shard, (key >> 32) as u32 as i32, key as u32 as i32))
+    }
+
+    /// Whether the backend (pid, secret) still runs this client's statements.
+    fn runs_on(&self, pid: i32, secret: i32) -> bool {
+        let key = (u64::from(pid as u32) << 32) | u64::from(secret as u32);
+        self.running_key.load(SeqCst) == key
+            || self
+                .running_on
+                .lock()
+                .is_ok_and(|r| r.iter().any(|(_, t)| t.pid == pid && t.secret == secret))
+    }
+
+    /// The backends running this client's statements, with their pools.
+    fn running_targets(&self) -> Vec<(Arc<ShardPool>, Arc<CancelTarget>)> {
+        let mut targets = self
+            .running_on
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default();
+        if let Some((shard, pid, secret)) = self.running_one() {
+            let pool = self
+                .session_runtime
+                .lock()
+                .ok()
+                .and_then(|rt| rt.0.as_ref().and_then(|rt| rt.pools.get(shard)).cloned());
+            if let Some(pool) = pool {
+                if !targets
+                    .iter()
+                    .any(|(_, t)| t.pid == pid && t.secret == secret)
+                {
+                    let addr = pool.addr.clone();
+                    targets.push((pool, Arc::new(CancelTarget { addr, pid, secret })));
+                }
+            }
+        }
+        targets
     }
 }
 
@@ -144,32 +189,44 @@ impl ClientRegistry {
         v
     }
 
-    /// The backends to cancel for a CancelRequest carrying (pid, secret):
-    /// empty unless both match a connected client.
-    pub fn cancel_targets(&self, pid: i32, secret: i32) -> Vec<Arc<CancelTarget>> {
+    /// Acts on a CancelRequest carrying (pid, secret): unless both match a
+    /// connected client, nothing happens. Otherwise each backend running
+    /// that client's statement gets a CancelRequest, and this returns once
+    /// Postgres has acted on all of them. Meanwhile each backend is fenced:
+    /// it runs no other statement until its cancel is done, so a late
+    /// signal cannot cancel that statement (see [`cancel_fence`]).
+    pub async fn cancel(&self, pid: i32, secret: i32) {
         let client = match self.clients.lock() {
             Ok(m) => m
                 .values()
                 .find(|c| c.pid == pid && c.secret == secret)
                 .cloned(),
-            Err(_) => return Vec::new(),
+            Err(_) => return,
         };
-        let Some(c) = client else {
-            return Vec::new();
+        let Some(client) = client else {
+            return;
         };
-        let mut targets = c.running_on.lock().map(|r| r.clone()).unwrap_or_default();
-        if let Some((shard, pid, secret)) = c.running_one() {
-            let addr = c.session_runtime.lock().ok().and_then(|rt| {
-                rt.0.as_ref()
-                    .and_then(|rt| rt.pools.get(shard))
-                    .map(|p| p.addr.clone())
-            });
-            if let Some(addr) = addr {
-                if !targets.iter().any(|t| t.pid == pid && t.secret == secret) {
-                    targets.push(Arc::new(CancelTarget { addr, pid, secret }));
-                }
+        // One task a backend: the cancels run side by side.
+        let mut sends = tokio::task::JoinSet::new();
+        for (pool, target) in client.running_targets() {
+            // The fence goes up first, then the backend must still be the
+            // client's: returned meanwhile, it may be another client's now,
+            // and the cancel is dropped (one that arrives as the statement
+            // ends may be lost; Postgres' protocol allows for that). Either
+            // the session's clear shows here, or this fence shows to the
+            // next checkout of the backend.
+            let fenced = cancel_fence::raise(&pool.cancels, target.pid, target.secret);
+            if !client.runs_on(target.pid, target.secret) {
+                continue;
             }
+            let limit = pool.settings.connect_timeout;
+            sends.spawn(async move {
+                if let Err(e) = target.cancel(limit).await {
+                    tracing::warn!("cancel request to {} failed: {e}", target.addr.display());
+                }
+                drop(fenced);
+            });
         }
-        targets
+        sends.join_all().await;
     }
 }

@@ -10,7 +10,7 @@ use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 
 /// Largest message accepted from a backend (Postgres' own limit is 1 GiB).
@@ -25,14 +25,29 @@ pub struct CancelTarget {
 }
 
 impl CancelTarget {
-    /// Sends the CancelRequest on a new connection (as Postgres requires).
-    pub async fn cancel(&self) -> std::io::Result<()> {
+    /// Sends the CancelRequest on a new connection (as Postgres requires)
+    /// and waits for the server to close that connection: by then Postgres
+    /// has signalled the backend (see [`super::cancel_fence`]). Gives up
+    /// after `limit`.
+    pub async fn cancel(&self, limit: Duration) -> std::io::Result<()> {
         let mut buf = BytesMut::new();
         frontend::cancel_request(self.pid, self.secret, &mut buf);
-        let mut s = open(&self.addr).await?;
-        s.write_all(&buf).await?;
-        s.shutdown().await.ok();
-        Ok(())
+        let exchange = async {
+            let mut s = open(&self.addr).await?;
+            s.write_all(&buf).await?;
+            // The server answers nothing; it closes the connection when done.
+            let mut sink = [0u8; 64];
+            while s.read(&mut sink).await? != 0 {}
+            Ok(())
+        };
+        tokio::time::timeout(limit, exchange)
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the server did not finish the cancel within {limit:?}"),
+                ))
+            })
     }
 }
 

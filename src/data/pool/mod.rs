@@ -5,12 +5,14 @@
 
 mod addr;
 mod backend;
+pub mod cancel_fence;
 mod shard_pool;
 mod stats;
 mod stream;
 
 pub use addr::BackendAddr;
 pub use backend::{reports_standard_strings_off, Backend, CancelTarget};
+pub use cancel_fence::CancelFence;
 pub use shard_pool::{Lease, PoolSettings, ShardPool};
 pub use stats::ShardStats;
 pub use stream::BackendStream;

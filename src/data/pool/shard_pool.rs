@@ -15,6 +15,7 @@
 
 use super::addr::BackendAddr;
 use super::backend::Backend;
+use super::cancel_fence::CancelFence;
 use super::stats::ShardStats;
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::SqlError;
@@ -52,6 +53,8 @@ pub struct ShardPool {
     pub settings: PoolSettings,
     slots: Mutex<Slots>,
     pub stats: ShardStats,
+    /// Backends with a CancelRequest in flight: not reused until it is done.
+    pub cancels: Arc<CancelFence>,
     /// Replaced by a RELOAD: backends coming back are closed, not kept.
     retired: std::sync::atomic::AtomicBool,
     /// Two-phase commit on this shard: 0 not checked yet, 1 possible, 2 not
@@ -87,6 +90,7 @@ impl ShardPool {
             settings,
             slots: Mutex::new(Slots::default()),
             stats: ShardStats::new(name),
+            cancels: Arc::default(),
             retired: std::sync::atomic::AtomicBool::new(false),
             twophase: std::sync::atomic::AtomicU8::new(0),
         })
@@ -206,6 +210,7 @@ impl ShardPool {
                 // read, far cheaper than the query that follows.
                 Some(b) if b.is_alive() => {
                     lease.backend = Some(b);
+                    lease.settle_cancels().await;
                     return Ok(lease);
                 }
                 Some(dead) => {
@@ -317,6 +322,20 @@ impl Lease {
             .as_mut()
             .expect("lease holds a backend until consumed");
         (&self.pool, backend)
+    }
+
+    /// Waits while a CancelRequest for this backend is in flight, so that
+    /// the request cannot reach the statement sent next (see
+    /// [`super::cancel_fence`]). One load when none is.
+    #[inline]
+    pub async fn settle_cancels(&mut self) {
+        if self.pool.cancels.is_raised() {
+            let (pid, secret) = {
+                let c = &self.backend().cancel;
+                (c.pid, c.secret)
+            };
+            self.pool.cancels.settle(pid, secret).await;
+        }
     }
 
     /// Returns a clean backend (idle, no open transaction) to the pool.

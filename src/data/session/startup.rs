@@ -105,11 +105,7 @@ pub async fn handshake(
                 ))
             }
             StartupPacket::Cancel { pid, secret } => {
-                for target in proxy.clients.cancel_targets(pid, secret) {
-                    if let Err(e) = target.cancel().await {
-                        tracing::warn!("cancel request to {} failed: {e}", target.addr.display());
-                    }
-                }
+                proxy.clients.cancel(pid, secret).await;
                 return Ok(Opening::Cancelled);
             }
             StartupPacket::Startup { .. } => break packet,

@@ -174,6 +174,10 @@ impl Session {
         let mut parts: Vec<Part> = slots.into_iter().flatten().collect();
         // Each join listed only its own backend: list them all.
         self.publish_with(&mut parts);
+        // Backends held from before may have a cancel in flight.
+        for p in parts.iter_mut() {
+            p.lease.settle_cancels().await;
+        }
         Ok(parts)
     }
 
@@ -224,10 +228,10 @@ impl Session {
         if let Ok(mut r) = self.info.running_on.lock() {
             r.clear();
             if let Some(l) = self.lease.as_mut() {
-                r.push(l.backend().cancel.clone());
+                r.push((l.pool().clone(), l.backend().cancel.clone()));
             }
             for p in self.others.iter_mut().chain(parts.iter_mut()) {
-                r.push(p.lease.backend().cancel.clone());
+                r.push((p.lease.pool().clone(), p.lease.backend().cancel.clone()));
             }
         }
     }
@@ -254,6 +258,9 @@ impl Session {
             });
         }
         parts.append(&mut self.others);
+        for p in parts.iter_mut() {
+            p.lease.settle_cancels().await;
+        }
         let committing = commit && self.tx == b'T';
         let result = if committing {
             self.commit_all(&mut parts).await
