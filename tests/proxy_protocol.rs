@@ -6,8 +6,10 @@
 mod common;
 
 use common::proxy::*;
+use common::slow_cancels::*;
 use common::*;
 use futures_util::{pin_mut, SinkExt, TryStreamExt};
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 use tokio_postgres::types::Type;
 use tokio_postgres::{NoTls, SimpleQueryMessage};
@@ -410,87 +412,6 @@ async fn cancel_requests_reach_the_right_query_only() {
     within(60, cancel_body()).await
 }
 
-/// A TCP forwarder to `port` that holds each CancelRequest connection open
-/// after the server has closed it, until `release` has a permit for it: to the proxy
-/// the cancel takes as long as the test wants. Counts the cancels the
-/// server has finished (it has signalled the backend by then).
-async fn slow_cancel_forwarder(
-    port: u16,
-) -> (
-    u16,
-    std::sync::Arc<tokio::sync::Semaphore>,
-    std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let own = listener.local_addr().unwrap().port();
-    let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
-    let released = release.clone();
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = done.clone();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let released = released.clone();
-            let counted = counted.clone();
-            tokio::spawn(async move {
-                let mut head = [0u8; 8];
-                conn.read_exact(&mut head).await?;
-                let mut server = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
-                server.write_all(&head).await?;
-                if head == [0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e] {
-                    let mut key = [0u8; 8];
-                    conn.read_exact(&mut key).await?;
-                    server.write_all(&key).await?;
-                    let mut rest = Vec::new();
-                    server.read_to_end(&mut rest).await?;
-                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    if let Ok(permit) = released.acquire().await {
-                        permit.forget();
-                    }
-                } else {
-                    tokio::io::copy_bidirectional(&mut conn, &mut server).await?;
-                }
-                Ok::<_, std::io::Error>(())
-            });
-        }
-    });
-    (own, release, done)
-}
-
-/// Starts `sql` on `client` and cancels it once `watch` sees it running on
-/// the cluster; returns the client after its 57014 and the cancel's task.
-async fn start_and_cancel(
-    client: tokio_postgres::Client,
-    watch: &tokio_postgres::Client,
-    sql: &'static str,
-) -> (
-    tokio_postgres::Client,
-    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
-) {
-    let token = client.cancel_token();
-    let q = tokio::spawn(async move {
-        let r = client.simple_query(sql).await;
-        (r, client)
-    });
-    let running = "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'";
-    while watch
-        .query_one(running, &[&sql])
-        .await
-        .unwrap()
-        .get::<_, i64>(0)
-        == 0
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let cancel = tokio::spawn(async move { token.cancel_query(NoTls).await });
-    let (r, client) = tokio::time::timeout(Duration::from_secs(5), q)
-        .await
-        .expect("query not cancelled")
-        .unwrap();
-    assert_eq!(code_of(&r.unwrap_err()), "57014");
-    (client, cancel)
-}
-
 /// Postgres signals a cancelled backend twice, and the second signal can
 /// land after the cancelled statement ended: a backend runs no statement
 /// (another client's, or its own client's next one in a transaction) until
@@ -499,26 +420,17 @@ async fn start_and_cancel(
 async fn a_backend_runs_nothing_more_until_its_cancel_is_done() {
     within(60, async {
         let c = temp_cluster();
-        let (port, release, server_done) = slow_cancel_forwarder(c.port()).await;
-        let shard = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        let p = start_proxy(&[("s0", shard)], "").await;
+        let slow = slow_cancels(c.port()).await;
+        // One backend: the other client must get the cancelled one.
+        let p = start_proxy(&[("s0", slow.url("postgres"))], "pool.size = 1").await;
         let a = connect(&p.url()).await;
         let b = connect(&p.url()).await;
         let watch = connect(&c.url("postgres")).await;
-        let finished = |n: usize| {
-            let server_done = server_done.clone();
-            async move {
-                while server_done.load(std::sync::atomic::Ordering::SeqCst) < n {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        };
 
-        // Outside a transaction: the pool's one idle backend is the
-        // cancelled one, and another client's statement waits for it.
+        // Outside a transaction: another client's statement waits.
         let (a, cancel) = start_and_cancel(a, &watch, "SELECT pg_sleep(30)").await;
         p.wait_pool_idle(0).await;
-        finished(1).await;
+        slow.finished(1).await;
         let other = tokio::spawn(async move {
             let r = b.query_one("SELECT 7", &[]).await;
             (r, b)
@@ -528,7 +440,7 @@ async fn a_backend_runs_nothing_more_until_its_cancel_is_done() {
             !other.is_finished(),
             "a backend with a cancel in flight ran another client's statement"
         );
-        release.add_permits(1);
+        slow.release.add_permits(1);
         let (row, _b) = tokio::time::timeout(Duration::from_secs(5), other)
             .await
             .expect("the backend stayed fenced after its cancel")
@@ -539,7 +451,7 @@ async fn a_backend_runs_nothing_more_until_its_cancel_is_done() {
         // Inside a transaction the client keeps its backend: its ROLLBACK waits.
         a.batch_execute("BEGIN").await.unwrap();
         let (a, cancel) = start_and_cancel(a, &watch, "SELECT pg_sleep(31)").await;
-        finished(2).await;
+        slow.finished(2).await;
         let rollback = tokio::spawn(async move {
             let r = a.batch_execute("ROLLBACK").await;
             (r, a)
@@ -549,7 +461,7 @@ async fn a_backend_runs_nothing_more_until_its_cancel_is_done() {
             !rollback.is_finished(),
             "a backend with a cancel in flight ran the transaction's next statement"
         );
-        release.add_permits(1);
+        slow.release.add_permits(1);
         let (r, a) = tokio::time::timeout(Duration::from_secs(5), rollback)
             .await
             .expect("the backend stayed fenced after its cancel")
@@ -558,6 +470,56 @@ async fn a_backend_runs_nothing_more_until_its_cancel_is_done() {
         cancel.await.unwrap().unwrap();
         let row = a.query_one("SELECT 8", &[]).await.unwrap();
         assert_eq!(row.get::<_, i32>(0), 8);
+        assert_eq!(p.proxy.runtime().pools[0].stats.connects.load(SeqCst), 1);
+    })
+    .await
+}
+
+/// A cancel the server never confirms within `connect_timeout_ms` may still
+/// signal later: its backend is closed rather than reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_whose_cancel_is_never_confirmed_is_closed() {
+    within(60, async {
+        let c = temp_cluster();
+        let slow = slow_cancels(c.port()).await;
+        let p = start_proxy(
+            &[("s0", slow.url("postgres"))],
+            "pool.size = 1\npool.connect_timeout_ms = 500",
+        )
+        .await;
+        let a = connect(&p.url()).await;
+        let watch = connect(&c.url("postgres")).await;
+        let old: i32 = a
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        let (a, cancel) = start_and_cancel(a, &watch, "SELECT pg_sleep(30)").await;
+        // The proxy gives up on the cancel after 500 ms and closes the
+        // client's cancel connection.
+        tokio::time::timeout(Duration::from_secs(5), cancel)
+            .await
+            .expect("the proxy kept waiting for the cancel")
+            .unwrap()
+            .unwrap();
+        let new: i32 = a
+            .query_one("SELECT pg_backend_pid()", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_ne!(new, old, "the doomed backend was reused");
+        assert_eq!(p.proxy.runtime().pools[0].stats.connects.load(SeqCst), 2);
+        let gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1";
+        while watch
+            .query_one(gone, &[&old])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            != 0
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        slow.release.add_permits(1);
     })
     .await
 }

@@ -14,10 +14,21 @@ use tokio_postgres::NoTls;
 /// through it with rows 1..=40, all v = 'x'.
 async fn two_databases_as_shards(root: &str) -> (TempCluster, TestProxy, tokio_postgres::Client) {
     let c = temp_cluster();
+    let (p, client) = two_databases_of(&c, |db| c.url(db), root).await;
+    (c, p, client)
+}
+
+/// Like [`two_databases_as_shards`] on cluster `c`, with the shards' URLs
+/// from `url_of(database)`.
+async fn two_databases_of(
+    c: &TempCluster,
+    url_of: impl Fn(&str) -> String,
+    root: &str,
+) -> (TestProxy, tokio_postgres::Client) {
     psql(&c.url("postgres"), "CREATE DATABASE db0");
     psql(&c.url("postgres"), "CREATE DATABASE db1");
     let p = start_proxy_with(
-        &[("s0", c.url("db0")), ("s1", c.url("db1"))],
+        &[("s0", url_of("db0")), ("s1", url_of("db1"))],
         root,
         "[[tables]]\nname = \"t\"\nshard_key = \"id\"\n",
     )
@@ -35,7 +46,56 @@ async fn two_databases_as_shards(root: &str) -> (TempCluster, TestProxy, tokio_p
         ))
         .await
         .unwrap();
-    (c, p, client)
+    (p, client)
+}
+
+/// A CancelRequest reaches every backend of a transaction spanning shards,
+/// idle ones too; each runs nothing more until its cancel is done, also
+/// when the transaction's next statement switches back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_backend_of_a_transaction_waits_out_its_cancel() {
+    within(60, async {
+        let c = temp_cluster();
+        let slow = common::slow_cancels::slow_cancels(c.port()).await;
+        let (p, _setup) =
+            two_databases_of(&c, |db| slow.url(db), "proxy.two_phase_commit = true").await;
+        let on = |db: &str| -> i64 { psql(&c.url(db), "SELECT min(id) FROM t").parse().unwrap() };
+        let (a, b) = (on("db0"), on("db1"));
+        let client = connect(&p.url()).await;
+        for sql in [
+            "BEGIN".to_string(),
+            format!("UPDATE t SET v = 'y' WHERE id = {a}"),
+            format!("UPDATE t SET v = 'y' WHERE id = {b}"),
+        ] {
+            client.batch_execute(&sql).await.unwrap();
+        }
+        // Cancelled while idle: Postgres ignores the signals, but they might
+        // still be on their way when the next statement comes.
+        client.cancel_token().cancel_query(NoTls).await.unwrap();
+        slow.finished(2).await;
+        let next = tokio::spawn(async move {
+            let r = client
+                .query_one(&format!("SELECT v FROM t WHERE id = {a}"), &[])
+                .await;
+            (r, client)
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !next.is_finished(),
+            "a backend with a cancel in flight ran the transaction's next statement"
+        );
+        slow.release.add_permits(2);
+        let (r, client) = tokio::time::timeout(Duration::from_secs(5), next)
+            .await
+            .expect("the backends stayed fenced after their cancels")
+            .unwrap();
+        assert_eq!(r.unwrap().get::<_, String>(0), "y");
+        client.batch_execute("COMMIT").await.unwrap();
+        let y = |db: &str| psql(&c.url(db), "SELECT count(*) FROM t WHERE v = 'y'");
+        assert_eq!((y("db0"), y("db1")), ("1".to_string(), "1".to_string()));
+        drop(p);
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

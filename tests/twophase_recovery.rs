@@ -274,3 +274,36 @@ async fn fanout_write_through_the_proxy_leaves_nothing_prepared() {
     drop(client);
     let _ = tokio::time::timeout(Duration::from_secs(5), serve).await;
 }
+
+/// Postgres answers COMMIT and PREPARE TRANSACTION of a failed transaction
+/// with the tag ROLLBACK and no error; the proxy's commits must see a
+/// failure there, or a multi-shard commit would count that shard as done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committing_a_failed_transaction_is_a_failure() {
+    use shardproxy::data::pool::{Backend, BackendAddr, CancelFence};
+    let c = temp_cluster();
+    let addr = BackendAddr::parse(&c.url("postgres")).unwrap();
+    let mut be = Backend::connect(
+        &addr,
+        "s0",
+        Duration::from_secs(5),
+        std::sync::Arc::new(CancelFence::default()),
+    )
+    .await
+    .unwrap();
+    for end in ["COMMIT", "commit", "PREPARE TRANSACTION 'g1'"] {
+        be.execute_silently("BEGIN").await.unwrap().unwrap();
+        let (code, _) = be
+            .execute_silently("SELECT 1/0")
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(code, "22012");
+        let (code, msg) = be.execute_silently(end).await.unwrap().unwrap_err();
+        assert_eq!(code, "40000", "{end}: {msg}");
+    }
+    // A transaction that did not fail commits as before.
+    be.execute_silently("BEGIN").await.unwrap().unwrap();
+    be.execute_silently("COMMIT").await.unwrap().unwrap();
+    assert!(prepared_gids(&c.url("postgres")).is_empty());
+}

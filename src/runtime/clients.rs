@@ -206,8 +206,10 @@ impl ClientRegistry {
         let Some(client) = client else {
             return;
         };
-        // One task a backend: the cancels run side by side.
-        let mut sends = tokio::task::JoinSet::new();
+        // One task a backend: the cancels run side by side, and a caller
+        // dropping this future (a handshake timeout) does not stop them
+        // (a dropped JoinHandle detaches its task).
+        let mut sends = Vec::new();
         for (pool, target) in client.running_targets() {
             // The fence goes up first, then the backend must still be the
             // client's: returned meanwhile, it may be another client's now,
@@ -220,13 +222,22 @@ impl ClientRegistry {
                 continue;
             }
             let limit = pool.settings.connect_timeout;
-            sends.spawn(async move {
-                if let Err(e) = target.cancel(limit).await {
-                    tracing::warn!("cancel request to {} failed: {e}", target.addr.display());
+            sends.push(tokio::spawn(async move {
+                match target.cancel(limit).await {
+                    Ok(()) => drop(fenced),
+                    Err(e) => {
+                        let addr = target.addr.display();
+                        tracing::warn!("cancel request to {addr} failed: {}", e.error);
+                        if e.sent {
+                            // Its signals may still come: close the backend.
+                            fenced.doom();
+                        }
+                    }
                 }
-                drop(fenced);
-            });
+            }));
         }
-        sends.join_all().await;
+        for send in sends {
+            let _ = send.await;
+        }
     }
 }

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod slow_cancels;
 
 use shardproxy::control::cluster::{free_port, LocalCluster};
 use std::ops::Deref;

@@ -2,6 +2,7 @@
 //! read frames for the session to relay.
 
 use super::addr::BackendAddr;
+use super::cancel_fence::CancelFence;
 use super::stream::BackendStream;
 use crate::data::codec::error::parse_error_fields;
 use crate::data::codec::{messages, Frame, FrameReader, SqlError};
@@ -29,26 +30,36 @@ impl CancelTarget {
     /// and waits for the server to close that connection: by then Postgres
     /// has signalled the backend (see [`super::cancel_fence`]). Gives up
     /// after `limit`.
-    pub async fn cancel(&self, limit: Duration) -> std::io::Result<()> {
+    pub async fn cancel(&self, limit: Duration) -> Result<(), CancelFailed> {
         let mut buf = BytesMut::new();
         frontend::cancel_request(self.pid, self.secret, &mut buf);
+        let mut sent = false;
         let exchange = async {
             let mut s = open(&self.addr).await?;
             s.write_all(&buf).await?;
+            sent = true;
             // The server answers nothing; it closes the connection when done.
             let mut sink = [0u8; 64];
             while s.read(&mut sink).await? != 0 {}
             Ok(())
         };
-        tokio::time::timeout(limit, exchange)
-            .await
-            .unwrap_or_else(|_| {
-                Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("the server did not finish the cancel within {limit:?}"),
-                ))
-            })
+        let r = match tokio::time::timeout(limit, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the server did not finish the cancel within {limit:?}"),
+            )),
+        };
+        r.map_err(|error| CancelFailed { sent, error })
     }
+}
+
+/// A cancel that failed; `sent` if the request went out (the server may
+/// still act on it).
+#[derive(Debug)]
+pub struct CancelFailed {
+    pub sent: bool,
+    pub error: std::io::Error,
 }
 
 async fn open(addr: &BackendAddr) -> std::io::Result<BackendStream> {
@@ -79,6 +90,9 @@ pub struct Backend {
     pub reader: FrameReader,
     /// Shared so a session can publish it for CancelRequests without copying.
     pub cancel: std::sync::Arc<CancelTarget>,
+    /// Its pool's cancels in flight: every statement sent waits out this
+    /// backend's (see [`super::cancel_fence`]).
+    fence: std::sync::Arc<CancelFence>,
     /// ParameterStatus values the server reported at startup.
     pub server_params: Vec<(String, String)>,
     /// Names of the statements prepared on this connection (see session::prepared).
@@ -96,12 +110,14 @@ pub struct Backend {
 
 impl Backend {
     /// Connects and authenticates, with `timeout` for the whole handshake.
+    /// `fence` is the pool's (see [`super::cancel_fence`]).
     pub async fn connect(
         addr: &BackendAddr,
         shard: &str,
         timeout: Duration,
+        fence: std::sync::Arc<CancelFence>,
     ) -> Result<Backend, SqlError> {
-        match tokio::time::timeout(timeout, Backend::connect_inner(addr, shard)).await {
+        match tokio::time::timeout(timeout, Backend::connect_inner(addr, shard, fence)).await {
             Ok(r) => r,
             Err(_) => Err(SqlError::shard_unavailable(
                 shard,
@@ -114,7 +130,11 @@ impl Backend {
         }
     }
 
-    async fn connect_inner(addr: &BackendAddr, shard: &str) -> Result<Backend, SqlError> {
+    async fn connect_inner(
+        addr: &BackendAddr,
+        shard: &str,
+        fence: std::sync::Arc<CancelFence>,
+    ) -> Result<Backend, SqlError> {
         let unavailable = |e: &dyn std::fmt::Display| {
             SqlError::shard_unavailable(shard, format!("{}: {e}", addr.display()))
         };
@@ -127,6 +147,7 @@ impl Backend {
                 pid: 0,
                 secret: 0,
             }),
+            fence,
             server_params: Vec::new(),
             prepared: HashSet::new(),
             settings_fingerprint: 0,
@@ -254,10 +275,51 @@ impl Backend {
         matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
-    /// Writes bytes to the backend.
+    /// Writes bytes to the backend, once no cancel is in flight for it.
     #[inline]
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.fence.is_raised() {
+            self.settle_cancel().await?;
+        }
         self.stream.write_all(bytes).await
+    }
+
+    /// Waits while a CancelRequest for this backend is in flight: a late
+    /// signal of it must not reach the statement sent next. A backend whose
+    /// cancel was never confirmed sends nothing more.
+    async fn settle_cancel(&self) -> std::io::Result<()> {
+        self.fence
+            .settle(self.cancel.pid, self.cancel.secret)
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "the server never confirmed a cancel of this connection; it is closed",
+                )
+            })
+    }
+
+    /// Whether a cancel of this backend was sent but never confirmed done
+    /// (then it is closed, not reused).
+    pub fn is_doomed(&self) -> bool {
+        self.fence.is_raised() && self.fence.is_doomed(self.cancel.pid, self.cancel.secret)
+    }
+
+    /// Waits out a cancel in flight for this backend; false if it is
+    /// doomed (to be closed).
+    pub async fn cancel_settled(&self) -> bool {
+        !self.fence.is_raised()
+            || self
+                .fence
+                .settle(self.cancel.pid, self.cancel.secret)
+                .await
+                .is_ok()
+    }
+
+    /// Whether a statement sent now would go at once (no cancel of this
+    /// backend in flight).
+    pub fn is_unfenced(&self) -> bool {
+        !self.fence.is_raised() || self.fence.is_clear(self.cancel.pid, self.cancel.secret)
     }
 
     /// Reads until a whole frame is buffered; EOF is an error (the server went away).
@@ -340,10 +402,32 @@ impl Backend {
         messages::query(&mut out, sql);
         self.send(&out).await?;
         let mut err = None;
+        // Postgres answers COMMIT and PREPARE TRANSACTION of a transaction
+        // that had failed with the tag ROLLBACK and no error: for the proxy
+        // that is a failed commit.
+        let committing = {
+            let head = sql.get(..19).unwrap_or(sql);
+            (head.eq_ignore_ascii_case("PREPARE TRANSACTION")
+                || head
+                    .get(..6)
+                    .is_some_and(|h| h.eq_ignore_ascii_case("COMMIT")))
+                && !sql
+                    .get(..15)
+                    .is_some_and(|h| h.eq_ignore_ascii_case("COMMIT PREPARED"))
+        };
         loop {
             let f = self.next_frame().await?;
             match f.tag {
                 b'E' if err.is_none() => err = Some(parse_error_fields(f.body(&self.reader.buf))),
+                b'C' if committing
+                    && err.is_none()
+                    && f.body(&self.reader.buf) == b"ROLLBACK\0" =>
+                {
+                    err = Some((
+                        "40000".to_string(),
+                        "the transaction had failed on this shard and was rolled back".to_string(),
+                    ));
+                }
                 b'Z' => {
                     self.reader.skip(f);
                     return Ok(match err {
@@ -362,6 +446,14 @@ impl Backend {
                 _ => {}
             }
             self.reader.skip(f);
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if self.fence.is_raised() {
+            self.fence.forget(self.cancel.pid, self.cancel.secret);
         }
     }
 }

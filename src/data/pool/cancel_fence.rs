@@ -19,45 +19,81 @@ use tokio::sync::Notify;
 /// The BackendKeyData of backends being cancelled, for one pool.
 #[derive(Debug, Default)]
 pub struct CancelFence {
-    /// How many fences are up: one load before each reuse of a backend.
-    /// SeqCst because it pairs with the session clearing its running
-    /// backend (see `ClientInfo`): either the canceller sees the backend is
-    /// no longer running the client's statement, or the next checkout of
-    /// that backend sees the fence.
+    /// Entries in `state` (fenced and doomed): one load before each
+    /// statement sent. SeqCst because it pairs with the session clearing
+    /// its running backend (see `ClientInfo`): either the canceller sees
+    /// the backend no longer runs the client's statement, or the next
+    /// statement sent to that backend sees the fence.
     raised: AtomicUsize,
-    /// (pid, secret) of each fenced backend; one entry per fence.
-    keys: Mutex<Vec<(i32, i32)>>,
+    state: Mutex<Keys>,
     lowered: Notify,
 }
 
+/// (pid, secret) pairs.
+#[derive(Debug, Default)]
+struct Keys {
+    /// One entry per cancel in flight.
+    fenced: Vec<(i32, i32)>,
+    /// Backends whose cancel was sent but never confirmed done: a signal
+    /// may still come, so they run nothing more and are closed.
+    doomed: Vec<(i32, i32)>,
+}
+
+/// A backend is doomed (see [`Keys::doomed`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Doomed;
+
 impl CancelFence {
-    /// Whether any backend of the pool is fenced (the cheap check first).
+    /// Whether any backend of the pool is fenced or doomed (the cheap check first).
     #[inline]
     pub fn is_raised(&self) -> bool {
         self.raised.load(SeqCst) != 0
     }
 
-    fn keys(&self) -> std::sync::MutexGuard<'_, Vec<(i32, i32)>> {
+    fn state(&self) -> std::sync::MutexGuard<'_, Keys> {
         // Nothing panics while holding it: a poisoned lock is still consistent.
-        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn holds(&self, pid: i32, secret: i32) -> bool {
-        self.keys().contains(&(pid, secret))
+    /// Whether the backend (pid, secret) may run a statement at once.
+    pub fn is_clear(&self, pid: i32, secret: i32) -> bool {
+        let s = self.state();
+        !s.fenced.contains(&(pid, secret)) && !s.doomed.contains(&(pid, secret))
     }
 
-    /// Returns once no cancel is in flight for the backend (pid, secret).
-    pub async fn settle(&self, pid: i32, secret: i32) {
+    /// Whether the backend (pid, secret) is doomed.
+    pub fn is_doomed(&self, pid: i32, secret: i32) -> bool {
+        self.state().doomed.contains(&(pid, secret))
+    }
+
+    /// Returns once no cancel is in flight for the backend (pid, secret);
+    /// `Err` if it is doomed.
+    pub async fn settle(&self, pid: i32, secret: i32) -> Result<(), Doomed> {
         loop {
             let lowered = self.lowered.notified();
             tokio::pin!(lowered);
             // Registered before the check, so a fence lowered in between
             // still wakes this wait.
             lowered.as_mut().enable();
-            if !self.holds(pid, secret) {
-                return;
+            {
+                let s = self.state();
+                if s.doomed.contains(&(pid, secret)) {
+                    return Err(Doomed);
+                }
+                if !s.fenced.contains(&(pid, secret)) {
+                    return Ok(());
+                }
             }
             lowered.await;
+        }
+    }
+
+    /// The backend (pid, secret) is closed: its doomed entry goes.
+    pub fn forget(&self, pid: i32, secret: i32) {
+        let mut s = self.state();
+        if let Some(i) = s.doomed.iter().position(|k| *k == (pid, secret)) {
+            s.doomed.swap_remove(i);
+            self.raised.fetch_sub(1, SeqCst);
         }
     }
 }
@@ -67,27 +103,42 @@ impl CancelFence {
 pub struct Fenced {
     fence: Arc<CancelFence>,
     key: (i32, i32),
+    doom: bool,
 }
 
 /// Raises a fence around the backend (pid, secret) of `fence`'s pool.
 pub fn raise(fence: &Arc<CancelFence>, pid: i32, secret: i32) -> Fenced {
-    fence.keys().push((pid, secret));
+    fence.state().fenced.push((pid, secret));
     fence.raised.fetch_add(1, SeqCst);
     Fenced {
         fence: fence.clone(),
         key: (pid, secret),
+        doom: false,
+    }
+}
+
+impl Fenced {
+    /// The cancel was sent but not confirmed done: instead of lowering the
+    /// fence, doom the backend (it is closed at its next use or return).
+    pub fn doom(mut self) {
+        self.doom = true;
     }
 }
 
 impl Drop for Fenced {
     fn drop(&mut self) {
         {
-            let mut keys = self.fence.keys();
-            if let Some(i) = keys.iter().position(|k| *k == self.key) {
-                keys.swap_remove(i);
+            let mut s = self.fence.state();
+            if let Some(i) = s.fenced.iter().position(|k| *k == self.key) {
+                s.fenced.swap_remove(i);
+            }
+            if self.doom && !s.doomed.contains(&self.key) {
+                // The entry moves: `raised` still counts it.
+                s.doomed.push(self.key);
+            } else {
+                self.fence.raised.fetch_sub(1, SeqCst);
             }
         }
-        self.fence.raised.fetch_sub(1, SeqCst);
         self.fence.lowered.notify_waiters();
     }
 }
@@ -106,7 +157,8 @@ mod tests {
         assert!(fence.is_raised());
         tokio::time::timeout(Duration::from_secs(5), fence.settle(1, 2))
             .await
-            .expect("an unfenced backend waits for nothing");
+            .expect("an unfenced backend waits for nothing")
+            .unwrap();
         let first = raise(&fence, 1, 2);
         let second = raise(&fence, 1, 2);
         let waiter = {
@@ -121,8 +173,32 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), waiter)
             .await
             .expect("the wait ends with the last fence")
+            .unwrap()
             .unwrap();
         drop(other);
         assert!(!fence.is_raised());
+    }
+
+    #[tokio::test]
+    async fn an_unconfirmed_cancel_dooms_its_backend_until_it_is_closed() {
+        let fence = Arc::new(CancelFence::default());
+        let fenced = raise(&fence, 1, 2);
+        let waiter = {
+            let fence = fence.clone();
+            tokio::spawn(async move { fence.settle(1, 2).await })
+        };
+        fenced.doom();
+        let r = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("a doomed backend's wait ends")
+            .unwrap();
+        assert_eq!(r, Err(Doomed));
+        assert!(fence.is_raised() && fence.is_doomed(1, 2) && !fence.is_clear(1, 2));
+        fence.forget(1, 2);
+        assert!(!fence.is_raised() && fence.is_clear(1, 2));
+        // Forgetting a backend that was never doomed changes nothing.
+        let _up = raise(&fence, 3, 4);
+        fence.forget(3, 4);
+        assert!(!fence.is_clear(3, 4));
     }
 }

@@ -143,6 +143,18 @@ impl ShardPool {
         self.publish(&s);
     }
 
+    /// The most recently returned idle backend, passing over those with a
+    /// cancel in flight (the one just returned is often the one just
+    /// cancelled, and its next statement would wait for the cancel).
+    fn take_idle(&self, s: &mut Slots) -> Option<Box<Backend>> {
+        if self.cancels.is_raised() {
+            if let Some(i) = s.idle.iter().rposition(|b| b.is_unfenced()) {
+                return Some(s.idle.remove(i));
+            }
+        }
+        s.idle.pop()
+    }
+
     /// A slot: at once if one is free and nobody waits, else after the
     /// waiters before this one, up to the checkout timeout.
     async fn take_slot(&self) -> Result<Handoff, SqlError> {
@@ -150,7 +162,7 @@ impl ShardPool {
             let mut s = self.slots();
             if s.taken < self.settings.size && s.waiters.is_empty() {
                 s.taken += 1;
-                let b = s.idle.pop();
+                let b = self.take_idle(&mut s);
                 self.publish(&s);
                 return Ok(b);
             }
@@ -208,22 +220,27 @@ impl ShardPool {
                 // restart, pg_terminate_backend), even a moment ago: its
                 // FATAL must not reach the next client. One non-blocking
                 // read, far cheaper than the query that follows.
-                Some(b) if b.is_alive() => {
+                // So is one whose cancel the server never confirmed (its
+                // cancel in flight is waited out first).
+                Some(b) if b.is_alive() && b.cancel_settled().await => {
                     lease.backend = Some(b);
-                    lease.settle_cancels().await;
                     return Ok(lease);
                 }
                 Some(dead) => {
                     drop(dead);
                     let mut s = self.slots();
-                    candidate = s.idle.pop();
+                    candidate = self.take_idle(&mut s);
                     self.publish(&s);
                 }
                 None => {
                     self.stats.connects.fetch_add(1, Relaxed);
-                    let connected =
-                        Backend::connect(&self.addr, &self.name, self.settings.connect_timeout)
-                            .await;
+                    let connected = Backend::connect(
+                        &self.addr,
+                        &self.name,
+                        self.settings.connect_timeout,
+                        self.cancels.clone(),
+                    )
+                    .await;
                     match connected {
                         Ok(b) => {
                             self.stats.up.store(true, Relaxed);
@@ -324,20 +341,6 @@ impl Lease {
         (&self.pool, backend)
     }
 
-    /// Waits while a CancelRequest for this backend is in flight, so that
-    /// the request cannot reach the statement sent next (see
-    /// [`super::cancel_fence`]). One load when none is.
-    #[inline]
-    pub async fn settle_cancels(&mut self) {
-        if self.pool.cancels.is_raised() {
-            let (pid, secret) = {
-                let c = &self.backend().cancel;
-                (c.pid, c.secret)
-            };
-            self.pool.cancels.settle(pid, secret).await;
-        }
-    }
-
     /// Returns a clean backend (idle, no open transaction) to the pool.
     pub fn release(mut self) {
         self.clean = true;
@@ -348,8 +351,11 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let backend = self.backend.take();
         // A backend whose client turned standard_conforming_strings off
-        // (by a route the planner cannot see) is never reused.
-        let reusable = backend.as_ref().is_some_and(|b| !b.standard_strings_off);
+        // (by a route the planner cannot see) is never reused, nor one
+        // whose cancel the server never confirmed.
+        let reusable = backend
+            .as_ref()
+            .is_some_and(|b| !b.standard_strings_off && !b.is_doomed());
         if self.clean && reusable {
             self.pool.return_slot(backend);
         } else {

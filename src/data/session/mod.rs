@@ -339,15 +339,13 @@ impl Session {
     /// Makes sure a backend of `shard` is held and ready for this client's
     /// settings. Within a transaction the held backend's shard must match.
     async fn acquire(&mut self, shard: usize) -> Result<(), SqlError> {
-        if let Some(lease) = self.lease.as_mut() {
-            // A failed transaction answers "current transaction is aborted"
-            // wherever it runs.
-            if self.lease_shard == shard || self.tx == b'E' {
-                // Its last statement may have been cancelled just now.
-                lease.settle_cancels().await;
+        if self.lease.is_some() {
+            if self.lease_shard == shard {
                 return Ok(());
             }
             match self.tx {
+                // A failed transaction answers "current transaction is aborted" wherever it runs.
+                b'E' => return Ok(()),
                 b'T' => return Box::pin(self.switch_in_transaction(shard)).await,
                 _ => self.sync_and_release().await,
             }

@@ -232,6 +232,7 @@ impl Session {
                 &pool.addr,
                 &pool.name,
                 pool.settings.connect_timeout,
+                pool.cancels.clone(),
             )
             .await
             {

@@ -174,10 +174,6 @@ impl Session {
         let mut parts: Vec<Part> = slots.into_iter().flatten().collect();
         // Each join listed only its own backend: list them all.
         self.publish_with(&mut parts);
-        // Backends held from before may have a cancel in flight.
-        for p in parts.iter_mut() {
-            p.lease.settle_cancels().await;
-        }
         Ok(parts)
     }
 
@@ -258,9 +254,6 @@ impl Session {
             });
         }
         parts.append(&mut self.others);
-        for p in parts.iter_mut() {
-            p.lease.settle_cancels().await;
-        }
         let committing = commit && self.tx == b'T';
         let result = if committing {
             self.commit_all(&mut parts).await
