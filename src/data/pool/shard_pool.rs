@@ -216,13 +216,13 @@ impl ShardPool {
         };
         loop {
             match candidate.take() {
-                // The server may have closed it meanwhile (shutdown,
-                // restart, pg_terminate_backend), even a moment ago: its
-                // FATAL must not reach the next client. One non-blocking
-                // read, far cheaper than the query that follows.
-                // So is one whose cancel the server never confirmed (its
-                // cancel in flight is waited out first).
-                Some(b) if b.is_alive() && b.cancel_settled().await => {
+                // A cancel in flight for it is waited out first; one the
+                // server never confirmed dooms it. Then, the server may
+                // have closed it meanwhile (shutdown, restart,
+                // pg_terminate_backend), even a moment ago: its FATAL must
+                // not reach the next client. One non-blocking read, far
+                // cheaper than the query that follows.
+                Some(b) if b.cancel_settled().await && b.is_alive() => {
                     lease.backend = Some(b);
                     return Ok(lease);
                 }
