@@ -37,6 +37,9 @@ struct Keys {
     /// Backends whose cancel was sent but never confirmed done: a signal
     /// may still come, so they run nothing more and are closed.
     doomed: Vec<(i32, i32)>,
+    /// Fenced backends already closed: an unconfirmed cancel need not
+    /// doom them (nothing would ever remove the entry).
+    closed: Vec<(i32, i32)>,
 }
 
 /// A backend is doomed (see [`Keys::doomed`]).
@@ -88,12 +91,15 @@ impl CancelFence {
         }
     }
 
-    /// The backend (pid, secret) is closed: its doomed entry goes.
+    /// The backend (pid, secret) is closed: its doomed entry goes, and a
+    /// fence still up around it will not doom it.
     pub fn forget(&self, pid: i32, secret: i32) {
         let mut s = self.state();
         if let Some(i) = s.doomed.iter().position(|k| *k == (pid, secret)) {
             s.doomed.swap_remove(i);
             self.raised.fetch_sub(1, SeqCst);
+        } else if s.fenced.contains(&(pid, secret)) && !s.closed.contains(&(pid, secret)) {
+            s.closed.push((pid, secret));
         }
     }
 }
@@ -132,7 +138,16 @@ impl Drop for Fenced {
             if let Some(i) = s.fenced.iter().position(|k| *k == self.key) {
                 s.fenced.swap_remove(i);
             }
-            if self.doom && !s.doomed.contains(&self.key) {
+            // The last fence around a closed backend takes its note along.
+            let closed = match s.closed.iter().position(|k| *k == self.key) {
+                Some(i) if !s.fenced.contains(&self.key) => {
+                    s.closed.swap_remove(i);
+                    true
+                }
+                Some(_) => true,
+                None => false,
+            };
+            if self.doom && !closed && !s.doomed.contains(&self.key) {
                 // The entry moves: `raised` still counts it.
                 s.doomed.push(self.key);
             } else {
@@ -196,9 +211,12 @@ mod tests {
         assert!(fence.is_raised() && fence.is_doomed(1, 2) && !fence.is_clear(1, 2));
         fence.forget(1, 2);
         assert!(!fence.is_raised() && fence.is_clear(1, 2));
-        // Forgetting a backend that was never doomed changes nothing.
-        let _up = raise(&fence, 3, 4);
+        // A backend closed while its cancel is in flight is not doomed
+        // when the cancel goes unconfirmed: nothing would forget it.
+        let up = raise(&fence, 3, 4);
         fence.forget(3, 4);
-        assert!(!fence.is_clear(3, 4));
+        assert!(!fence.is_clear(3, 4), "its fence is still up");
+        up.doom();
+        assert!(!fence.is_raised() && fence.is_clear(3, 4));
     }
 }

@@ -262,6 +262,7 @@ impl ShardPool {
     /// Closes idle backends unused for longer than the idle timeout. A
     /// backend returned since the last round is stamped now, so one is
     /// closed between the timeout and the timeout plus the reaper's period.
+    /// Doomed ones (a cancel never confirmed) are closed too.
     pub fn reap_idle(&self) {
         let limit = self.settings.idle_timeout;
         let now = Instant::now();
@@ -271,7 +272,7 @@ impl ShardPool {
                 .idle
                 .extract_if(.., |b| {
                     let since = *b.idle_since.get_or_insert(now);
-                    now.duration_since(since) >= limit
+                    now.duration_since(since) >= limit || b.is_doomed()
                 })
                 .collect();
             self.publish(&s);
