@@ -753,3 +753,91 @@ async fn pipelined_body() {
         ]
     );
 }
+
+/// The unnamed statement of a batch sent to the backend as the client wrote
+/// it (Parse, Bind, Describe, Execute, Sync) stays the client's: a later
+/// Bind alone runs it again, on another backend too; an error in such a
+/// batch ends at its Sync; a batch ending in Flush is answered before its
+/// Sync; a Describe of a named statement still works beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unnamed_statement_batches_sent_as_written() {
+    within(60, async {
+        let c = temp_cluster();
+        let p = start_proxy(&[("s0", c.url("postgres"))], "").await;
+        let mut a = Raw::login(p.addr).await;
+        let mut describe_portal = vec![b'P'];
+        describe_portal.extend(cstr(""));
+        let describe_portal = msg(b'D', &describe_portal);
+        let batch = |sql: &str, v: &[u8]| {
+            let mut b = parse_msg("", sql, &[]);
+            b.extend(bind_msg("", "", &[], &[Some(v)], &[]));
+            b.extend(&describe_portal);
+            b.extend(execute_msg("", 0));
+            b
+        };
+        let mut first = batch("SELECT $1::int + 1", b"41");
+        first.extend(sync_msg());
+        a.send(&first).await;
+        let r = a.until_ready().await;
+        assert_eq!(tags(&r), "12TDCZ");
+        assert_eq!(data_rows(&r)[0][0], Some(b"42".to_vec()));
+
+        // Another client holds the backend that ran it: A's Bind alone
+        // lands on a new one, where the proxy prepares the statement first.
+        let mut b = Raw::login(p.addr).await;
+        assert_eq!(tags(&b.query("BEGIN").await), "CZ");
+        let mut again = bind_msg("", "", &[], &[Some(b"1")], &[]);
+        again.extend(execute_msg("", 0));
+        again.extend(sync_msg());
+        a.send(&again).await;
+        let r = a.until_ready().await;
+        assert_eq!(tags(&r), "2DCZ");
+        assert_eq!(data_rows(&r)[0][0], Some(b"2".to_vec()));
+        assert_eq!(tags(&b.query("COMMIT").await), "CZ");
+
+        // An error: the rest of the batch is skipped up to its Sync.
+        let mut bad = batch("SELEC 1", b"1");
+        bad.extend(sync_msg());
+        a.send(&bad).await;
+        let r = a.until_ready().await;
+        assert_eq!(tags(&r), "EZ");
+        assert_eq!(first_error(&r).unwrap().0, "42601");
+        assert_eq!(
+            data_rows(&a.query("SELECT 3").await)[0][0],
+            Some(b"3".to_vec())
+        );
+
+        // Flush: the answers come before the Sync does.
+        let mut flushed = batch("SELECT $1::int * 2", b"21");
+        flushed.extend(msg(b'H', &[]));
+        a.send(&flushed).await;
+        let mut got = String::new();
+        while got.len() < 4 {
+            let (tag, body) = a.recv().await.expect("answer before Sync");
+            got.push(tag as char);
+            if tag == b'D' {
+                assert!(body.ends_with(b"42"));
+            }
+        }
+        assert_eq!(got, "12TD");
+        a.send(&sync_msg()).await;
+        assert_eq!(tags(&a.until_ready().await), "CZ");
+
+        // A named statement beside the unnamed one.
+        let mut named = parse_msg("n1", "SELECT 'named'", &[]);
+        named.extend(batch("SELECT $1::text", b"unnamed"));
+        let mut describe_named = vec![b'S'];
+        describe_named.extend(cstr("n1"));
+        named.extend(msg(b'D', &describe_named));
+        named.extend(bind_msg("p1", "n1", &[], &[], &[]));
+        named.extend(execute_msg("p1", 0));
+        named.extend(sync_msg());
+        a.send(&named).await;
+        let r = a.until_ready().await;
+        assert_eq!(tags(&r), "112TDCtT2DCZ");
+        let rows = data_rows(&r);
+        assert_eq!(rows[0][0], Some(b"unnamed".to_vec()));
+        assert_eq!(rows[1][0], Some(b"named".to_vec()));
+    })
+    .await
+}

@@ -10,7 +10,7 @@ use super::{End, Session};
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::frontend::{BindMsg, ExecuteMsg, ParseMsg, TargetMsg};
 use crate::data::codec::{messages, Frame, SqlError};
-use crate::data::planner::{Hint, Params};
+use crate::data::planner::{Hint, Params, StmtKind};
 use crate::data::pool::{Backend, Lease};
 use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
@@ -165,6 +165,9 @@ impl Session {
         let Some(lease) = self.lease.take() else {
             return Ok(());
         };
+        if self.batch_verbatim && sync && self.force_status.is_none() && self.fan_hold.is_none() {
+            return self.send_verbatim(lease, batch).await;
+        }
         // Buffers the session keeps between batches (no allocation per batch).
         let mut wire = std::mem::take(&mut self.wire_buf);
         let mut queue = std::mem::take(&mut self.expect_buf);
@@ -206,6 +209,29 @@ impl Session {
         self.after_relay(lease, r, sync).await
     }
 
+    /// Sends a batch the backend can take as the client sent it (see
+    /// `batch_verbatim`) and relays the answer up to ReadyForQuery as the
+    /// simple protocol does: no translation, no reply queue. This is the
+    /// usual shape of a driver's unnamed statement (pgbench -M extended).
+    async fn send_verbatim(&mut self, mut lease: Lease, batch: &[u8]) -> Result<(), End> {
+        // What translate would have left: the last Parse is the client's
+        // unnamed statement, and it is on this backend.
+        if let Some((_, stmt)) = self.parsed_in_batch.pop() {
+            self.prepared.insert("", stmt);
+        }
+        self.unnamed_on_lease = true;
+        if let Err(e) = lease.backend().send(batch).await {
+            return self.after_relay(lease, Relayed::Lost(e), true).await;
+        }
+        lease
+            .pool()
+            .stats
+            .bytes_sent
+            .fetch_add(batch.len() as u64, Relaxed);
+        let r = self.relay(&mut lease, None).await?;
+        self.after_relay(lease, r, true).await
+    }
+
     /// An error raised before the batch reached a backend.
     async fn batch_error(&mut self, e: SqlError, sync: bool) -> Result<(), End> {
         if sync {
@@ -230,20 +256,46 @@ impl Session {
         let mut chosen = Dispatch::Any;
         let mut binds = 0;
         self.parsed_in_batch.clear();
+        // Whether the batch can go to the backend as it is (see
+        // `batch_verbatim`): only the unnamed statement, Parsed here first.
+        let mut verbatim = true;
+        let mut unnamed_parsed = false;
+        let mut last_tag = 0;
+        self.batch_verbatim = false;
         for (tag, body) in frames(batch) {
+            last_tag = tag;
             match tag {
                 b'P' => {
-                    if let Ok(p) = ParseMsg::decode(body) {
-                        parsed.retain(|(n, _)| *n != p.name);
-                        let stmt = self.statement_of(&p);
-                        parsed.push((p.name, self.parsed_in_batch.len()));
-                        self.parsed_in_batch.push((frame_start(batch, body), stmt));
-                    }
-                }
-                b'B' => {
-                    let Ok(b) = BindMsg::decode(body) else {
+                    let Ok(p) = ParseMsg::decode(body) else {
+                        verbatim = false;
                         continue;
                     };
+                    parsed.retain(|(n, _)| *n != p.name);
+                    let stmt = self.statement_of(&p);
+                    let plan = &stmt.plan;
+                    if !p.name.is_empty()
+                        || plan.touches_settings
+                        || plan.drops_statements
+                        || plan.stmts.iter().any(|s| s.kind == StmtKind::CopyFrom)
+                    {
+                        verbatim = false;
+                    }
+                    unnamed_parsed |= p.name.is_empty();
+                    parsed.push((p.name, self.parsed_in_batch.len()));
+                    self.parsed_in_batch.push((frame_start(batch, body), stmt));
+                }
+                b'D' => match TargetMsg::decode(body, "Describe") {
+                    Ok(d) if d.kind == b'P' || (d.name.is_empty() && unnamed_parsed) => {}
+                    _ => verbatim = false,
+                },
+                b'E' => verbatim &= ExecuteMsg::decode(body).is_ok(),
+                b'H' | b'S' => {}
+                b'B' => {
+                    let Ok(b) = BindMsg::decode(body) else {
+                        verbatim = false;
+                        continue;
+                    };
+                    verbatim &= b.statement.is_empty() && unnamed_parsed;
                     let plan = match parsed.iter().rev().find(|(n, _)| *n == b.statement) {
                         Some(&(_, i)) => &self.parsed_in_batch[i].1.plan,
                         None => match self.prepared.get(b.statement) {
@@ -252,7 +304,10 @@ impl Session {
                             None => continue,
                         },
                     };
-                    let Ok(bp) = b.params() else { continue };
+                    let Ok(bp) = b.params() else {
+                        verbatim = false;
+                        continue;
+                    };
                     let params = Params {
                         values: bp.values,
                         formats: bp.formats,
@@ -279,6 +334,7 @@ impl Session {
                 _ => {}
             }
         }
+        self.batch_verbatim = verbatim && last_tag == b'S';
         if binds > 1 && !matches!(chosen, Dispatch::One(_) | Dispatch::Any) {
             return Err(spanning_not_alone().into());
         }

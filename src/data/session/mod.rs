@@ -86,6 +86,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         wire_buf: BytesMut::new(),
         expect_buf: Default::default(),
         parsed_in_batch: Vec::new(),
+        batch_verbatim: false,
         many_running: false,
         standard_strings_off: false,
         last_plan: Default::default(),
@@ -156,6 +157,13 @@ pub struct Session {
     /// The statement each Parse of the current batch makes, by the Parse's
     /// offset in the batch: made once while routing, used by `translate`.
     parsed_in_batch: Vec<(usize, Arc<prepared::PreparedStmt>)>,
+    /// Set by routing: the current extended batch can reach the backend as
+    /// the client sent it. Only Parse of the unnamed statement (no settings,
+    /// DISCARD or COPY FROM in it), Binds and Describes of that statement
+    /// after it, Describes of portals, Executes and Flushes, ending in Sync.
+    /// Translation would reproduce the same bytes, and the answer needs no
+    /// reply queue: everything up to ReadyForQuery goes to the client.
+    batch_verbatim: bool,
     /// The shape of the last simple-protocol statement and its plan.
     last_plan: crate::data::planner::LastPlan,
     /// `info.running_on` lists backends (a multi-shard statement or
