@@ -6,7 +6,7 @@
 
 use super::{End, Session};
 use crate::data::codec::frame::peek_frame;
-use crate::data::codec::{messages, SqlError};
+use crate::data::codec::{messages, FrameError, SqlError};
 use crate::data::pool::{reports_standard_strings_off, Lease};
 use bytes::{Buf, BytesMut};
 use std::collections::VecDeque;
@@ -34,6 +34,16 @@ pub(super) enum Relayed {
     Drained,
     /// The backend connection failed; the lease is gone.
     Lost(std::io::Error),
+}
+
+/// Where a run of buffered frames ended (see [`Session::forward_buffered`]).
+enum Run {
+    /// Every whole frame buffered went; the answer goes on.
+    More,
+    /// ReadyForQuery with this transaction status.
+    Ready(u8),
+    /// CopyInResponse: the client's COPY data comes next.
+    CopyIn,
 }
 
 /// Messages that complete the reply to one extended-protocol message.
@@ -71,6 +81,44 @@ impl Session {
         }
     }
 
+    /// Forwards every whole frame already read from the backend, up to and
+    /// including a ReadyForQuery or CopyInResponse, to the client in one
+    /// copy: the simple protocol's relay, which passes everything on, looks
+    /// only at the tags. Returns the bytes taken and where the run ended.
+    fn forward_buffered(&mut self, lease: &mut Lease) -> Result<(u64, Run), FrameError> {
+        let (pool, be) = lease.parts();
+        let buf = &be.reader.buf[..];
+        let mut at = 0;
+        let mut end = Run::More;
+        while let Some(f) = peek_frame(&buf[at..], be.reader.max)? {
+            let bytes = &buf[at..at + f.len];
+            at += f.len;
+            match f.tag {
+                b'S' => self.parameter_status(f.body(bytes)),
+                b'E' => {
+                    pool.stats.errors.fetch_add(1, Relaxed);
+                }
+                b'Z' => {
+                    if let Some(&status) = bytes.get(5) {
+                        end = Run::Ready(status);
+                        break;
+                    }
+                }
+                b'G' => {
+                    end = Run::CopyIn;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        self.out.extend_from_slice(&buf[..at]);
+        be.reader.buf.advance(at);
+        if self.standard_strings_off {
+            be.standard_strings_off = true;
+        }
+        Ok((at as u64, end))
+    }
+
     /// Relays the backend's answer to what was just sent on `lease`.
     /// `queue` is None for the simple protocol (everything up to
     /// ReadyForQuery is forwarded).
@@ -94,6 +142,43 @@ impl Session {
             }
         }
         loop {
+            if queue.is_none() {
+                let (n, end) = match self.forward_buffered(lease) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tally(lease, received);
+                        return Ok(Relayed::Lost(std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            e,
+                        )));
+                    }
+                };
+                received += n;
+                match end {
+                    Run::Ready(s) => {
+                        tally(lease, received);
+                        self.flush_client().await?;
+                        lease.pool().stats.record_latency(started.elapsed());
+                        return Ok(Relayed::Ready(s));
+                    }
+                    Run::CopyIn => {
+                        if let Err(e) = Box::pin(self.copy_in(lease, false)).await? {
+                            tally(lease, received);
+                            return Ok(Relayed::Lost(e));
+                        }
+                    }
+                    Run::More => {
+                        // What went so far reaches the client while the
+                        // rest is read (a large result streams).
+                        self.flush_client().await?;
+                        if let Err(e) = lease.backend().next_frame().await {
+                            tally(lease, received);
+                            return Ok(Relayed::Lost(e));
+                        }
+                    }
+                }
+                continue;
+            }
             let be = lease.backend();
             let frame = match peek_frame(&be.reader.buf, be.reader.max) {
                 Ok(Some(f)) => f,
@@ -123,12 +208,8 @@ impl Session {
                 self.parameter_status(frame.body(bytes));
             }
             match queue.as_deref_mut() {
-                None => {
-                    self.out.extend_from_slice(bytes);
-                    if tag == b'E' {
-                        pool.stats.errors.fetch_add(1, Relaxed);
-                    }
-                }
+                // Handled above.
+                None => {}
                 Some(q) => {
                     if tag == b'Z' || tag == b'E' || completes_reply(tag) {
                         self.emit_synth(q);
