@@ -25,11 +25,8 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn cstr(&mut self) -> Result<&'a str, MalformedMessage> {
-        let end = self
-            .buf
-            .iter()
-            .position(|&b| b == 0)
-            .ok_or(bad(self.what, "missing string terminator"))?;
+        // memchr: a query text is searched for its end on every statement.
+        let end = memchr::memchr(0, self.buf).ok_or(bad(self.what, "missing string terminator"))?;
         let s = std::str::from_utf8(&self.buf[..end])
             .map_err(|_| bad(self.what, "invalid UTF-8 in string"))?;
         self.buf = &self.buf[end + 1..];

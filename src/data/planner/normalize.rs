@@ -51,6 +51,20 @@ const TYPED: &[&str] = &[
     "numeric",
 ];
 
+/// Bytes that go on a word (identifier or keyword): ASCII letters, digits,
+/// `_` and every byte of a multi-byte character. A table, as the word loop
+/// runs over most bytes of every simple-protocol text.
+const WORD: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || b == b'_' || b >= 0x80;
+        c += 1;
+    }
+    t
+};
+
 /// Normalizes `sql`, or None when it must be planned as written.
 ///
 /// Runs on every simple-protocol statement, so it makes one pass, copies the
@@ -79,8 +93,12 @@ trait TemplateSink {
     fn text(&mut self, s: &str) -> bool;
 
     /// `$n`, written by hand: `write!` costs more than the rest of a short
-    /// text.
+    /// text. The first nine from a table.
     fn param(&mut self, n: usize) -> bool {
+        const SMALL: [&str; 10] = ["$0", "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9"];
+        if let Some(s) = SMALL.get(n) {
+            return self.text(s);
+        }
         let mut buf = [0u8; 21];
         let mut i = buf.len();
         let mut n = n;
@@ -216,8 +234,7 @@ fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> 
             }
             c if c.is_ascii_alphabetic() || c == b'_' || c >= 0x80 => {
                 let start = i;
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] >= 0x80)
-                {
+                while i < b.len() && WORD[b[i] as usize] {
                     i += 1;
                 }
                 let word = &sql[start..i];
@@ -410,6 +427,25 @@ mod tests {
             n("SELECT \"weird\"\"name\" FROM t WHERE id=1").unwrap().0,
             "SELECT \"weird\"\"name\" FROM t WHERE id=$1"
         );
+    }
+
+    #[test]
+    fn word_bytes_are_letters_digits_underscore_and_non_ascii() {
+        for c in 0..=255u8 {
+            let word = c.is_ascii_alphanumeric() || c == b'_' || c >= 0x80;
+            assert_eq!(WORD[c as usize], word, "byte {c}");
+        }
+        let lits = n("select * from t where k = 1 and t_9.x = 2 and ÿ12 = 3").unwrap();
+        assert_eq!(
+            lits.0,
+            "select * from t where k = $1 and t_9.x = $2 and ÿ12 = $3"
+        );
+        let many = (1..=11)
+            .map(|i| format!("c{i} = {i}"))
+            .collect::<Vec<_>>()
+            .join(" and ");
+        let t = n(&format!("select * from t where {many}")).unwrap().0;
+        assert!(t.ends_with("c9 = $9 and c10 = $10 and c11 = $11"), "{t}");
     }
 
     #[test]
