@@ -435,16 +435,9 @@ async fn a_backend_runs_nothing_more_until_its_cancel_is_done() {
             let r = b.query_one("SELECT 7", &[]).await;
             (r, b)
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            !other.is_finished(),
-            "a backend with a cancel in flight ran another client's statement"
-        );
-        slow.release.add_permits(1);
-        let (row, _b) = tokio::time::timeout(Duration::from_secs(5), other)
-            .await
-            .expect("the backend stayed fenced after its cancel")
-            .unwrap();
+        let (row, _b) = slow
+            .waits_for_release(other, 1, "another client's statement")
+            .await;
         assert_eq!(row.unwrap().get::<_, i32>(0), 7);
         cancel.await.unwrap().unwrap();
 
@@ -456,16 +449,9 @@ async fn a_backend_runs_nothing_more_until_its_cancel_is_done() {
             let r = a.batch_execute("ROLLBACK").await;
             (r, a)
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            !rollback.is_finished(),
-            "a backend with a cancel in flight ran the transaction's next statement"
-        );
-        slow.release.add_permits(1);
-        let (r, a) = tokio::time::timeout(Duration::from_secs(5), rollback)
-            .await
-            .expect("the backend stayed fenced after its cancel")
-            .unwrap();
+        let (r, a) = slow
+            .waits_for_release(rollback, 1, "the transaction's next statement")
+            .await;
         r.unwrap();
         cancel.await.unwrap().unwrap();
         let row = a.query_one("SELECT 8", &[]).await.unwrap();

@@ -79,16 +79,9 @@ async fn every_backend_of_a_transaction_waits_out_its_cancel() {
                 .await;
             (r, client)
         });
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert!(
-            !next.is_finished(),
-            "a backend with a cancel in flight ran the transaction's next statement"
-        );
-        slow.release.add_permits(2);
-        let (r, client) = tokio::time::timeout(Duration::from_secs(5), next)
-            .await
-            .expect("the backends stayed fenced after their cancels")
-            .unwrap();
+        let (r, client) = slow
+            .waits_for_release(next, 2, "the transaction's next statement")
+            .await;
         assert_eq!(r.unwrap().get::<_, String>(0), "y");
         client.batch_execute("COMMIT").await.unwrap();
         let y = |db: &str| psql(&c.url(db), "SELECT count(*) FROM t WHERE v = 'y'");

@@ -32,6 +32,27 @@ impl SlowCancels {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+
+    /// Checks that `task` (a statement for a backend whose cancel is held
+    /// here) is still waiting after 300 ms, then lets `permits` held cancel
+    /// connections close and returns what the task returns, within 5 s.
+    pub async fn waits_for_release<T>(
+        &self,
+        task: tokio::task::JoinHandle<T>,
+        permits: usize,
+        what: &str,
+    ) -> T {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !task.is_finished(),
+            "a backend with a cancel in flight ran {what}"
+        );
+        self.release.add_permits(permits);
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the backend stayed fenced after its cancel")
+            .unwrap()
+    }
 }
 
 /// Starts the forwarder to the cluster on `port`.

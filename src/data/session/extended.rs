@@ -4,7 +4,7 @@
 //! a statement answered by the proxy), sent in one write and relayed back.
 
 use super::prepared::PreparedStmt;
-use super::relay::{Expect, Relayed};
+use super::relay::Expect;
 use super::route::Dispatch;
 use super::{End, Session};
 use crate::data::codec::error::sqlstate;
@@ -14,7 +14,6 @@ use crate::data::planner::{Hint, Params, StmtKind};
 use crate::data::pool::{Backend, Lease};
 use bytes::{BufMut, BytesMut};
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 
 /// Why a batch could not be routed, and where.
@@ -197,15 +196,7 @@ impl Session {
             self.lease = Some(lease);
             return Err(end);
         }
-        if let Err(e) = lease.backend().send(wire).await {
-            return self.after_relay(lease, Relayed::Lost(e), sync).await;
-        }
-        lease
-            .pool()
-            .stats
-            .bytes_sent
-            .fetch_add(wire.len() as u64, Relaxed);
-        let r = self.relay(&mut lease, Some(queue)).await?;
+        let r = self.send_then_relay(&mut lease, wire, Some(queue)).await?;
         self.after_relay(lease, r, sync).await
     }
 
@@ -220,15 +211,7 @@ impl Session {
             self.prepared.insert("", stmt);
         }
         self.unnamed_on_lease = true;
-        if let Err(e) = lease.backend().send(batch).await {
-            return self.after_relay(lease, Relayed::Lost(e), true).await;
-        }
-        lease
-            .pool()
-            .stats
-            .bytes_sent
-            .fetch_add(batch.len() as u64, Relaxed);
-        let r = self.relay(&mut lease, None).await?;
+        let r = self.send_then_relay(&mut lease, batch, None).await?;
         self.after_relay(lease, r, true).await
     }
 

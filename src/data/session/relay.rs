@@ -81,6 +81,25 @@ impl Session {
         }
     }
 
+    /// Sends `bytes` to the leased backend, then relays its answer (`queue`
+    /// as for [`Session::relay`]); a failed send is a lost connection.
+    pub(super) async fn send_then_relay(
+        &mut self,
+        lease: &mut Lease,
+        bytes: &[u8],
+        queue: Option<&mut VecDeque<Expect>>,
+    ) -> Result<Relayed, End> {
+        if let Err(e) = lease.backend().send(bytes).await {
+            return Ok(Relayed::Lost(e));
+        }
+        lease
+            .pool()
+            .stats
+            .bytes_sent
+            .fetch_add(bytes.len() as u64, Relaxed);
+        self.relay(lease, queue).await
+    }
+
     /// Forwards every whole frame already read from the backend, up to and
     /// including a ReadyForQuery or CopyInResponse, to the client in one
     /// copy: the simple protocol's relay, which passes everything on, looks

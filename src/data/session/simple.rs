@@ -1,6 +1,5 @@
 //! The simple query protocol: one 'Q' message, relayed whole to one shard.
 
-use super::relay::Relayed;
 use super::route::Dispatch;
 use super::{End, Session};
 use crate::data::codec::frontend::query_text;
@@ -69,15 +68,7 @@ impl Session {
         let Some(mut lease) = self.lease.take() else {
             return Ok(());
         };
-        if let Err(e) = lease.backend().send(msg).await {
-            return self.after_relay(lease, Relayed::Lost(e), true).await;
-        }
-        lease
-            .pool()
-            .stats
-            .bytes_sent
-            .fetch_add(msg.len() as u64, Relaxed);
-        let r = self.relay(&mut lease, None).await?;
+        let r = self.send_then_relay(&mut lease, msg, None).await?;
         if drops_statements {
             lease.backend().prepared.clear();
             self.prepared_unsure = true;
