@@ -618,15 +618,7 @@ async fn pipelined_body() {
     )
     .await;
     let mut raw = Raw::login(p.addr).await;
-    let batch = |sql: &str, value: &[u8]| {
-        [
-            parse_msg("", sql, &[]),
-            bind_msg("", "", &[], &[Some(value)], &[]),
-            execute_msg("", 0),
-            sync_msg(),
-        ]
-        .concat()
-    };
+    let batch = |sql: &str, value: &[u8]| [parse_bind_execute("", sql, value), sync_msg()].concat();
     let three = [
         batch("SELECT $1::int + 1", b"41"),
         batch("SELECT 1 / $1::int", b"0"),
@@ -677,9 +669,7 @@ async fn pipelined_body() {
     // A named statement whose first Bind cannot be routed still exists
     // afterwards (Postgres keeps a Parse that succeeded before the error).
     let first_try = [
-        parse_msg("byk", "SELECT v FROM k WHERE id = $1", &[]),
-        bind_msg("", "byk", &[], &[Some(b"not a number")], &[]),
-        execute_msg("", 0),
+        parse_bind_execute("byk", "SELECT v FROM k WHERE id = $1", b"not a number"),
         sync_msg(),
     ]
     .concat();
@@ -695,12 +685,7 @@ async fn pipelined_body() {
         (tags(&d), first_error(&d).unwrap().0),
         ("1EZ".into(), "22P02".into())
     );
-    let again = [
-        bind_msg("", "byk", &[], &[Some(b"5")], &[]),
-        execute_msg("", 0),
-        sync_msg(),
-    ]
-    .concat();
+    let again = [bind_execute("byk", b"5"), sync_msg()].concat();
     raw.send(&again).await;
     let r = raw.until_ready().await;
     assert_eq!(tags(&r), "2DCZ", "{:?}", first_error(&r));
@@ -708,18 +693,10 @@ async fn pipelined_body() {
 
     // Several unnamed statements in one batch, the first one again last:
     // each Bind runs the statement of the Parse just before it.
-    let step = |sql: &str, value: &[u8]| {
-        [
-            parse_msg("", sql, &[]),
-            bind_msg("", "", &[], &[Some(value)], &[]),
-            execute_msg("", 0),
-        ]
-        .concat()
-    };
     let mixed = [
-        step("SELECT $1::int + 1", b"41"),
-        step("SELECT v FROM k WHERE id = $1", b"5"),
-        step("SELECT $1::int + 1", b"6"),
+        parse_bind_execute("", "SELECT $1::int + 1", b"41"),
+        parse_bind_execute("", "SELECT v FROM k WHERE id = $1", b"5"),
+        parse_bind_execute("", "SELECT $1::int + 1", b"6"),
         sync_msg(),
     ]
     .concat();
@@ -772,9 +749,7 @@ async fn unnamed_statement_batches_sent_as_written() {
         // lands on a new one, where the proxy prepares the statement first.
         let mut b = Raw::login(p.addr).await;
         assert_eq!(tags(&b.query("BEGIN").await), "CZ");
-        let mut again = bind_msg("", "", &[], &[Some(b"1")], &[]);
-        again.extend(execute_msg("", 0));
-        again.extend(sync_msg());
+        let again = [bind_execute("", b"1"), sync_msg()].concat();
         a.send(&again).await;
         let r = a.until_ready().await;
         assert_eq!(tags(&r), "2DCZ");

@@ -116,9 +116,7 @@ async fn a_named_parse_in_a_fanned_out_pipeline_runs_on_every_shard() {
     let (c, p, _client) = two_databases_as_shards("").await;
     let mut raw = Raw::login(([127, 0, 0, 1], p.port()).into()).await;
     let first = [
-        parse_msg("ids", "SELECT id FROM t WHERE v = $1", &[]),
-        bind_msg("", "ids", &[], &[Some(b"x")], &[]),
-        execute_msg("", 0),
+        parse_bind_execute("ids", "SELECT id FROM t WHERE v = $1", b"x"),
         sync_msg(),
     ]
     .concat();
@@ -126,12 +124,7 @@ async fn a_named_parse_in_a_fanned_out_pipeline_runs_on_every_shard() {
     let r = raw.until_ready().await;
     assert_eq!(first_error(&r), None, "{}", tags(&r));
     assert_eq!(data_rows(&r).len(), 40, "{}", tags(&r));
-    let again = [
-        bind_msg("", "ids", &[], &[Some(b"x")], &[]),
-        execute_msg("", 0),
-        sync_msg(),
-    ]
-    .concat();
+    let again = [bind_execute("ids", b"x"), sync_msg()].concat();
     raw.send(&again).await;
     let r = raw.until_ready().await;
     assert_eq!(first_error(&r), None, "{}", tags(&r));
@@ -151,9 +144,7 @@ async fn a_named_parse_in_a_fanned_out_pipeline_runs_on_every_shard() {
     // name (refused with 42P05, as Postgres does) in a pipeline that fans
     // out: no shard may run the old statement in its place.
     let write = [
-        parse_msg("w", "UPDATE t SET v = $1", &[]),
-        bind_msg("", "w", &[], &[Some(b"y")], &[]),
-        execute_msg("", 0),
+        parse_bind_execute("w", "UPDATE t SET v = $1", b"y"),
         sync_msg(),
     ]
     .concat();
@@ -161,9 +152,7 @@ async fn a_named_parse_in_a_fanned_out_pipeline_runs_on_every_shard() {
     let r = raw.until_ready().await;
     assert_eq!(first_error(&r), None, "{}", tags(&r));
     let twice = [
-        parse_msg("w", "SELECT id FROM t WHERE v = $1", &[]),
-        bind_msg("", "w", &[], &[Some(b"z")], &[]),
-        execute_msg("", 0),
+        parse_bind_execute("w", "SELECT id FROM t WHERE v = $1", b"z"),
         sync_msg(),
     ]
     .concat();
@@ -187,9 +176,7 @@ async fn a_named_parse_in_a_fanned_out_pipeline_runs_on_every_shard() {
     // Parse, run and Close in one pipeline: every shard runs it.
     let read_y = "SELECT id FROM t WHERE v = $1";
     let closed = [
-        parse_msg("c1", read_y, &[]),
-        bind_msg("", "c1", &[], &[Some(b"y")], &[]),
-        execute_msg("", 0),
+        parse_bind_execute("c1", read_y, b"y"),
         close_statement_msg("c1"),
         sync_msg(),
     ]
@@ -201,9 +188,7 @@ async fn a_named_parse_in_a_fanned_out_pipeline_runs_on_every_shard() {
     // Closed, then the name parsed again for a write after the Execute:
     // every shard runs the statement the Bind named, not the later one.
     let reused = [
-        parse_msg("c2", read_y, &[]),
-        bind_msg("", "c2", &[], &[Some(b"y")], &[]),
-        execute_msg("", 0),
+        parse_bind_execute("c2", read_y, b"y"),
         close_statement_msg("c2"),
         parse_msg("c2", "UPDATE t SET v = 'q' WHERE v = $1", &[]),
         sync_msg(),
@@ -217,9 +202,7 @@ async fn a_named_parse_in_a_fanned_out_pipeline_runs_on_every_shard() {
     assert_eq!((q("db0"), q("db1")), ("0".into(), "0".into()));
     // A refusal after the Execute reaches the client as Postgres' error.
     let late = [
-        parse_msg("c3", read_y, &[]),
-        bind_msg("", "c3", &[], &[Some(b"y")], &[]),
-        execute_msg("", 0),
+        parse_bind_execute("c3", read_y, b"y"),
         parse_msg("c3", read_y, &[]),
         sync_msg(),
     ]

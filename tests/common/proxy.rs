@@ -438,6 +438,21 @@ pub fn execute_msg(portal: &str, max_rows: i32) -> Vec<u8> {
     msg(b'E', &b)
 }
 
+/// Bind of statement `stmt` with one text-format value into the unnamed
+/// portal, then Execute of all its rows.
+pub fn bind_execute(stmt: &str, value: &[u8]) -> Vec<u8> {
+    [
+        bind_msg("", stmt, &[], &[Some(value)], &[]),
+        execute_msg("", 0),
+    ]
+    .concat()
+}
+
+/// Parse of `sql` as statement `stmt`, then [`bind_execute`].
+pub fn parse_bind_execute(stmt: &str, sql: &str, value: &[u8]) -> Vec<u8> {
+    [parse_msg(stmt, sql, &[]), bind_execute(stmt, value)].concat()
+}
+
 /// Close message for prepared statement `name`.
 pub fn close_statement_msg(name: &str) -> Vec<u8> {
     let mut b = vec![b'S'];

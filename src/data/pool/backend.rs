@@ -280,25 +280,16 @@ impl Backend {
     /// Writes bytes to the backend, once no cancel is in flight for it.
     #[inline]
     pub async fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.fence.is_raised() {
-            self.settle_cancel().await?;
+        // A late signal of a cancel in flight must not reach the statement
+        // sent next; a backend whose cancel was never confirmed sends
+        // nothing more.
+        if self.fence.is_raised() && !self.cancel_settled().await {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the server never confirmed a cancel of this connection; it is closed",
+            ));
         }
         self.stream.write_all(bytes).await
-    }
-
-    /// Waits while a CancelRequest for this backend is in flight: a late
-    /// signal of it must not reach the statement sent next. A backend whose
-    /// cancel was never confirmed sends nothing more.
-    async fn settle_cancel(&self) -> std::io::Result<()> {
-        self.fence
-            .settle(self.cancel.pid, self.cancel.secret)
-            .await
-            .map_err(|_| {
-                std::io::Error::new(
-                    std::io::ErrorKind::ConnectionAborted,
-                    "the server never confirmed a cancel of this connection; it is closed",
-                )
-            })
     }
 
     /// Whether a cancel of this backend was sent but never confirmed done
@@ -407,16 +398,12 @@ impl Backend {
         // Postgres answers COMMIT and PREPARE TRANSACTION of a transaction
         // that had failed with the tag ROLLBACK and no error: for the proxy
         // that is a failed commit.
-        let committing = {
-            let head = sql.get(..19).unwrap_or(sql);
-            (head.eq_ignore_ascii_case("PREPARE TRANSACTION")
-                || head
-                    .get(..6)
-                    .is_some_and(|h| h.eq_ignore_ascii_case("COMMIT")))
-                && !sql
-                    .get(..15)
-                    .is_some_and(|h| h.eq_ignore_ascii_case("COMMIT PREPARED"))
+        // (COMMIT PREPARED answers with its own tag.)
+        let starts = |p: &str| {
+            sql.get(..p.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(p))
         };
+        let committing = starts("COMMIT") || starts("PREPARE TRANSACTION");
         loop {
             let f = self.next_frame().await?;
             match f.tag {

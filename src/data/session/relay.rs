@@ -138,66 +138,88 @@ impl Session {
         Ok((at as u64, end))
     }
 
-    /// Relays the backend's answer to what was just sent on `lease`.
-    /// `queue` is None for the simple protocol (everything up to
-    /// ReadyForQuery is forwarded).
+    /// Relays the backend's answer to what was just sent on `lease`:
+    /// everything up to ReadyForQuery for the simple protocol (`queue`
+    /// None), or the replies `queue` expects for an extended batch.
     pub(super) async fn relay(
         &mut self,
         lease: &mut Lease,
-        mut queue: Option<&mut VecDeque<Expect>>,
+        queue: Option<&mut VecDeque<Expect>>,
     ) -> Result<Relayed, End> {
         // quanta reads the TSC: a few ns, against ~40 for clock_gettime here.
         let started = quanta::Instant::now();
         lease.pool().stats.queries.fetch_add(1, Relaxed);
-        let mut swallowing = false;
+        match queue {
+            None => self.relay_all(lease, started).await,
+            Some(q) => self.relay_queued(lease, q, started).await,
+        }
+    }
+
+    /// The simple protocol's relay: every frame up to ReadyForQuery goes to
+    /// the client, a buffered run at a time.
+    async fn relay_all(
+        &mut self,
+        lease: &mut Lease,
+        started: quanta::Instant,
+    ) -> Result<Relayed, End> {
         // Counted here and added to the pool's stats once at the end (one
         // atomic add per answer, not per frame).
         let mut received = 0u64;
-        if let Some(q) = queue.as_deref_mut() {
-            self.emit_synth(q);
-            if q.is_empty() {
-                self.flush_client().await?;
-                return Ok(Relayed::Drained);
-            }
-        }
         loop {
-            if queue.is_none() {
-                let (n, end) = match self.forward_buffered(lease) {
-                    Ok(r) => r,
-                    Err(e) => {
+            let (n, end) = match self.forward_buffered(lease) {
+                Ok(r) => r,
+                Err(e) => {
+                    tally(lease, received);
+                    return Ok(Relayed::Lost(std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        e,
+                    )));
+                }
+            };
+            received += n;
+            match end {
+                Run::Ready(s) => {
+                    tally(lease, received);
+                    self.flush_client().await?;
+                    lease.pool().stats.record_latency(started.elapsed());
+                    return Ok(Relayed::Ready(s));
+                }
+                Run::CopyIn => {
+                    if let Err(e) = Box::pin(self.copy_in(lease, false)).await? {
                         tally(lease, received);
-                        return Ok(Relayed::Lost(std::io::Error::new(
-                            std::io::ErrorKind::InvalidData,
-                            e,
-                        )));
-                    }
-                };
-                received += n;
-                match end {
-                    Run::Ready(s) => {
-                        tally(lease, received);
-                        self.flush_client().await?;
-                        lease.pool().stats.record_latency(started.elapsed());
-                        return Ok(Relayed::Ready(s));
-                    }
-                    Run::CopyIn => {
-                        if let Err(e) = Box::pin(self.copy_in(lease, false)).await? {
-                            tally(lease, received);
-                            return Ok(Relayed::Lost(e));
-                        }
-                    }
-                    Run::More => {
-                        // What went so far reaches the client while the
-                        // rest is read (a large result streams).
-                        self.flush_client().await?;
-                        if let Err(e) = lease.backend().next_frame().await {
-                            tally(lease, received);
-                            return Ok(Relayed::Lost(e));
-                        }
+                        return Ok(Relayed::Lost(e));
                     }
                 }
-                continue;
+                Run::More => {
+                    // What went so far reaches the client while the
+                    // rest is read (a large result streams).
+                    self.flush_client().await?;
+                    if let Err(e) = lease.backend().next_frame().await {
+                        tally(lease, received);
+                        return Ok(Relayed::Lost(e));
+                    }
+                }
             }
+        }
+    }
+
+    /// An extended batch's relay: each frame is matched with the reply
+    /// `q` expects (swallowed for injected messages, the proxy's own
+    /// replies emitted in their turn).
+    async fn relay_queued(
+        &mut self,
+        lease: &mut Lease,
+        q: &mut VecDeque<Expect>,
+        started: quanta::Instant,
+    ) -> Result<Relayed, End> {
+        let mut swallowing = false;
+        let mut received = 0u64;
+        self.emit_synth(q);
+        if q.is_empty() {
+            self.flush_client().await?;
+            return Ok(Relayed::Drained);
+        }
+        loop {
             let be = lease.backend();
             let frame = match peek_frame(&be.reader.buf, be.reader.max) {
                 Ok(Some(f)) => f,
@@ -226,112 +248,100 @@ impl Session {
             if tag == b'S' {
                 self.parameter_status(frame.body(bytes));
             }
-            match queue.as_deref_mut() {
-                // Handled above.
-                None => {}
-                Some(q) => {
-                    if tag == b'Z' || tag == b'E' || completes_reply(tag) {
-                        self.emit_synth(q);
+            if tag == b'Z' || tag == b'E' || completes_reply(tag) {
+                self.emit_synth(q);
+            }
+            match tag {
+                b'Z' => {
+                    if let Some(Expect::Sync) = q.front() {
+                        q.pop_front();
                     }
-                    match tag {
-                        b'Z' => {
-                            if let Some(Expect::Sync) = q.front() {
-                                q.pop_front();
-                            }
-                            match self.force_status {
-                                Some(st) => self.emit(&[b'Z', 0, 0, 0, 5, st]),
-                                None => self.emit(bytes),
-                            }
-                        }
-                        b'E' => {
-                            pool.stats.errors.fetch_add(1, Relaxed);
-                            // Errors always reach the client, even for injected messages.
-                            self.emit(bytes);
-                            let mut forget = Vec::new();
-                            if let Some(Expect::Reply {
-                                parsed: Some(h), ..
-                            }) = q.front()
-                            {
-                                forget.push(*h);
-                            }
-                            if matches!(q.front(), Some(Expect::Reply { .. })) {
-                                q.pop_front();
-                            }
-                            // The backend skips everything up to Sync.
-                            while let Some(e) = q.front() {
-                                match e {
-                                    Expect::Sync => break,
-                                    Expect::Reply {
-                                        parsed: Some(h), ..
-                                    } => forget.push(*h),
-                                    _ => {}
-                                }
-                                q.pop_front();
-                            }
-                            for h in forget {
-                                be.prepared.remove(&h);
-                            }
-                            swallowing = false;
-                        }
-                        t if completes_reply(t) => {
-                            if t == b'T' {
-                                // A simple aggregate fan-out keeps the types for its merge.
-                                if let Some(h) =
-                                    self.fan_hold.as_mut().filter(|h| h.agg && !h.after)
-                                {
-                                    h.row_desc = Some(BytesMut::from(bytes));
-                                }
-                            }
-                            let swallow = match q.pop_front() {
-                                Some(Expect::Reply { swallow, .. }) => swallow,
-                                _ => false,
-                            };
-                            let hold = t == b'C'
-                                && !swallow
-                                && self.fan_hold.as_ref().is_some_and(|h| !h.after);
-                            if hold {
-                                if let Some(h) = self.fan_hold.as_mut() {
-                                    let body = frame.body(bytes);
-                                    h.tag = Some(
-                                        String::from_utf8_lossy(
-                                            body.strip_suffix(&[0]).unwrap_or(body),
-                                        )
-                                        .into_owned(),
-                                    );
-                                    h.after = true;
-                                }
-                            } else if !swallow {
-                                self.emit(bytes);
-                            }
-                            swallowing = false;
-                            self.emit_synth(q);
-                        }
-                        // Part of the reply in progress (ParameterDescription, DataRow, COPY).
-                        // A fanned-out COPY TO: CopyDone waits for the other shards' data.
-                        b'c' if self.fan_hold.as_ref().is_some_and(|h| !h.after) => {
-                            if let Some(h) = self.fan_hold.as_mut() {
-                                h.copy_done = true;
-                            }
-                        }
-                        // A simple aggregate fan-out merges the rows before they go out.
-                        b'D' if self.fan_hold.as_ref().is_some_and(|h| h.agg && !h.after) => {
-                            if let Some(h) = self.fan_hold.as_mut() {
-                                h.rows.push(BytesMut::from(bytes));
-                            }
-                        }
-                        b't' | b'D' | b'd' | b'c' | b'H' | b'G' => {
-                            if !swallowing {
-                                swallowing =
-                                    matches!(q.front(), Some(Expect::Reply { swallow: true, .. }));
-                            }
-                            if !swallowing {
-                                self.emit(bytes);
-                            }
-                        }
-                        // Asynchronous: NoticeResponse, ParameterStatus, NotificationResponse.
-                        _ => self.emit(bytes),
+                    match self.force_status {
+                        Some(st) => self.emit(&[b'Z', 0, 0, 0, 5, st]),
+                        None => self.emit(bytes),
                     }
                 }
+                b'E' => {
+                    pool.stats.errors.fetch_add(1, Relaxed);
+                    // Errors always reach the client, even for injected messages.
+                    self.emit(bytes);
+                    let mut forget = Vec::new();
+                    if let Some(Expect::Reply {
+                        parsed: Some(h), ..
+                    }) = q.front()
+                    {
+                        forget.push(*h);
+                    }
+                    if matches!(q.front(), Some(Expect::Reply { .. })) {
+                        q.pop_front();
+                    }
+                    // The backend skips everything up to Sync.
+                    while let Some(e) = q.front() {
+                        match e {
+                            Expect::Sync => break,
+                            Expect::Reply {
+                                parsed: Some(h), ..
+                            } => forget.push(*h),
+                            _ => {}
+                        }
+                        q.pop_front();
+                    }
+                    for h in forget {
+                        be.prepared.remove(&h);
+                    }
+                    swallowing = false;
+                }
+                t if completes_reply(t) => {
+                    if t == b'T' {
+                        // A simple aggregate fan-out keeps the types for its merge.
+                        if let Some(h) = self.fan_hold.as_mut().filter(|h| h.agg && !h.after) {
+                            h.row_desc = Some(BytesMut::from(bytes));
+                        }
+                    }
+                    let swallow = match q.pop_front() {
+                        Some(Expect::Reply { swallow, .. }) => swallow,
+                        _ => false,
+                    };
+                    let hold =
+                        t == b'C' && !swallow && self.fan_hold.as_ref().is_some_and(|h| !h.after);
+                    if hold {
+                        if let Some(h) = self.fan_hold.as_mut() {
+                            let body = frame.body(bytes);
+                            h.tag = Some(
+                                String::from_utf8_lossy(body.strip_suffix(&[0]).unwrap_or(body))
+                                    .into_owned(),
+                            );
+                            h.after = true;
+                        }
+                    } else if !swallow {
+                        self.emit(bytes);
+                    }
+                    swallowing = false;
+                    self.emit_synth(q);
+                }
+                // Part of the reply in progress (ParameterDescription, DataRow, COPY).
+                // A fanned-out COPY TO: CopyDone waits for the other shards' data.
+                b'c' if self.fan_hold.as_ref().is_some_and(|h| !h.after) => {
+                    if let Some(h) = self.fan_hold.as_mut() {
+                        h.copy_done = true;
+                    }
+                }
+                // A simple aggregate fan-out merges the rows before they go out.
+                b'D' if self.fan_hold.as_ref().is_some_and(|h| h.agg && !h.after) => {
+                    if let Some(h) = self.fan_hold.as_mut() {
+                        h.rows.push(BytesMut::from(bytes));
+                    }
+                }
+                b't' | b'D' | b'd' | b'c' | b'H' | b'G' => {
+                    if !swallowing {
+                        swallowing = matches!(q.front(), Some(Expect::Reply { swallow: true, .. }));
+                    }
+                    if !swallowing {
+                        self.emit(bytes);
+                    }
+                }
+                // Asynchronous: NoticeResponse, ParameterStatus, NotificationResponse.
+                _ => self.emit(bytes),
             }
             let status = if tag == b'Z' {
                 bytes.get(5).copied()
@@ -347,9 +357,7 @@ impl Session {
                 // (libpq and tokio-postgres pipeline one right after the
                 // COPY's Execute): the Sync the client sends after CopyDone
                 // is the one that gets the ReadyForQuery.
-                let ate_sync = queue
-                    .as_deref()
-                    .is_some_and(|q| q.iter().any(|e| matches!(e, Expect::Sync)));
+                let ate_sync = q.iter().any(|e| matches!(e, Expect::Sync));
                 match Box::pin(self.copy_in(lease, ate_sync)).await? {
                     Err(e) => {
                         tally(lease, received);
@@ -357,17 +365,15 @@ impl Session {
                     }
                     Ok(true) => {}
                     Ok(false) => {
-                        if let Some(q) = queue.as_deref_mut() {
-                            // No Sync followed CopyDone: the backend holds
-                            // CommandComplete until one comes, so ask for
-                            // it with a Flush rather than wait forever.
-                            q.retain(|e| !matches!(e, Expect::Sync));
-                            let mut flush = BytesMut::with_capacity(5);
-                            messages::empty(&mut flush, b'H');
-                            if let Err(e) = lease.backend().send(&flush).await {
-                                tally(lease, received);
-                                return Ok(Relayed::Lost(e));
-                            }
+                        // No Sync followed CopyDone: the backend holds
+                        // CommandComplete until one comes, so ask for it
+                        // with a Flush rather than wait forever.
+                        q.retain(|e| !matches!(e, Expect::Sync));
+                        let mut flush = BytesMut::with_capacity(5);
+                        messages::empty(&mut flush, b'H');
+                        if let Err(e) = lease.backend().send(&flush).await {
+                            tally(lease, received);
+                            return Ok(Relayed::Lost(e));
                         }
                     }
                 }
@@ -379,12 +385,10 @@ impl Session {
                 lease.pool().stats.record_latency(started.elapsed());
                 return Ok(Relayed::Ready(s));
             }
-            if let Some(q) = queue.as_deref_mut() {
-                if q.is_empty() {
-                    tally(lease, received);
-                    self.flush_client().await?;
-                    return Ok(Relayed::Drained);
-                }
+            if q.is_empty() {
+                tally(lease, received);
+                self.flush_client().await?;
+                return Ok(Relayed::Drained);
             }
         }
     }
