@@ -40,6 +40,7 @@ mod session_state;
 mod setting_words;
 mod simple_agg;
 pub mod standard_strings;
+mod template_match;
 mod unparsed;
 mod walk;
 
@@ -144,7 +145,7 @@ impl Planner {
                     Target::Unparsed { .. } | Target::InsertMulti { .. }
                 );
             if usable {
-                last.remember(n.template, plan.clone());
+                last.remember(n.template, n.slots, plan.clone());
                 return (plan, n.literals);
             }
         }

@@ -27,6 +27,7 @@ use std::borrow::Cow;
 pub struct Normalized<'a> {
     pub template: String,
     pub literals: Literals<'a>,
+    pub slots: Slots,
 }
 
 /// A normalized text's literals, inline up to four (an OLTP statement's
@@ -54,7 +55,7 @@ const TYPED: &[&str] = &[
 /// Bytes that go on a word (identifier or keyword): ASCII letters, digits,
 /// `_` and every byte of a multi-byte character. A table, as the word loop
 /// runs over most bytes of every simple-protocol text.
-const WORD: [bool; 256] = {
+pub(super) const WORD: [bool; 256] = {
     let mut t = [false; 256];
     let mut c = 0;
     while c < 256 {
@@ -67,81 +68,122 @@ const WORD: [bool; 256] = {
 
 /// Normalizes `sql`, or None when it must be planned as written.
 ///
-/// Runs on every simple-protocol statement, so it makes one pass, copies the
-/// text between literals in runs and allocates only the template.
+/// Runs on every simple-protocol statement whose shape the session has not
+/// just seen, so it makes one pass, copies the text between literals in runs
+/// and allocates only the template.
 pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
     let mut template = String::with_capacity(sql.len() + 8);
-    let literals = scan(sql, &mut template)?;
-    Some(Normalized { template, literals })
+    let mut slots = Slots::new();
+    let literals = scan(sql, &mut template, &mut slots)?;
+    Some(Normalized {
+        template,
+        literals,
+        slots,
+    })
 }
 
-/// The literals of `sql` when it normalizes to exactly `template` (a
-/// template [`normalize`] made earlier), else None. Compares as it goes
-/// instead of building the text: a session repeating one statement shape
-/// (the OLTP case) pays for neither the template nor its cache lookup.
-pub fn literals_if_template<'a>(sql: &'a str, template: &str) -> Option<Literals<'a>> {
-    let mut m = Matcher {
-        rest: template.as_bytes(),
-    };
-    let literals = scan(sql, &mut m)?;
-    m.rest.is_empty().then_some(literals)
+/// What the scan knew at a literal, for [`super::template_match`]: where the
+/// template text before it lies and which word came before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    /// `template[text_start..text_end]` is the text between the previous
+    /// literal (or the start) and this one.
+    pub text_start: u32,
+    pub text_end: u32,
+    /// Where this literal's `$n` ends in the template.
+    pub param_end: u32,
+    /// The scan's last word when it reached the literal.
+    pub after: WordBefore,
 }
 
-/// Where [`scan`] puts the template: built ([`String`]) or compared with a
-/// known one ([`Matcher`]). Returning false stops the scan.
-trait TemplateSink {
-    fn text(&mut self, s: &str) -> bool;
+/// A normalized text's slots, inline up to four like its literals.
+pub type Slots = smallvec::SmallVec<[Slot; 4]>;
 
-    /// `$n`, written by hand: `write!` costs more than the rest of a short
-    /// text. The first nine from a table.
-    fn param(&mut self, n: usize) -> bool {
-        const SMALL: [&str; 10] = ["$0", "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9"];
-        if let Some(s) = SMALL.get(n) {
-            return self.text(s);
+/// The word before a literal, as far as the scan's decisions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WordBefore {
+    /// LIMIT, OFFSET, FIRST, NEXT: a number here stays literal.
+    Count,
+    /// A type name (`DATE`): a string here makes the text unnormalizable.
+    Type,
+    Other,
+}
+
+impl WordBefore {
+    fn of(word: &str) -> WordBefore {
+        if is_count_word(word) {
+            WordBefore::Count
+        } else if is_type_word(word) {
+            WordBefore::Type
+        } else {
+            WordBefore::Other
         }
-        let mut buf = [0u8; 21];
-        let mut i = buf.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            buf[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
+    }
+}
+
+fn is_count_word(word: &str) -> bool {
+    ["limit", "offset", "first", "next"]
+        .iter()
+        .any(|k| word.eq_ignore_ascii_case(k))
+}
+
+fn is_type_word(word: &str) -> bool {
+    TYPED.iter().any(|t| word.eq_ignore_ascii_case(t))
+}
+
+/// Appends `$n`, written by hand: `write!` costs more than the rest of a
+/// short text. The first nine from a table.
+fn push_param(template: &mut String, n: usize) {
+    const SMALL: [&str; 10] = ["$0", "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9"];
+    if let Some(s) = SMALL.get(n) {
+        template.push_str(s);
+        return;
+    }
+    let mut buf = [0u8; 21];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
         i -= 1;
-        buf[i] = b'$';
-        // ASCII by construction.
-        self.text(std::str::from_utf8(&buf[i..]).unwrap_or_default())
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    i -= 1;
+    buf[i] = b'$';
+    // ASCII by construction.
+    template.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// The scan's output while it runs.
+struct Built<'a, 's> {
+    template: &'s mut String,
+    slots: &'s mut Slots,
+    literals: Literals<'a>,
+}
+
+impl<'a> Built<'a, '_> {
+    /// Records a literal: the text since the last one, its `$n` and its slot.
+    fn literal(&mut self, between: &str, literal: Cow<'a, str>, after: &str) {
+        let text_start = self.template.len() as u32;
+        self.template.push_str(between);
+        let text_end = self.template.len() as u32;
+        self.literals.push(literal);
+        push_param(self.template, self.literals.len());
+        self.slots.push(Slot {
+            text_start,
+            text_end,
+            param_end: self.template.len() as u32,
+            after: WordBefore::of(after),
+        });
     }
 }
 
-impl TemplateSink for String {
-    fn text(&mut self, s: &str) -> bool {
-        self.push_str(s);
-        true
-    }
-}
-
-/// Checks the scanned pieces against a template, consuming it.
-struct Matcher<'t> {
-    rest: &'t [u8],
-}
-
-impl TemplateSink for Matcher<'_> {
-    fn text(&mut self, s: &str) -> bool {
-        self.rest
-            .strip_prefix(s.as_bytes())
-            .map(|r| self.rest = r)
-            .is_some()
-    }
-}
-
-/// One pass over `sql`: the literals, with the template's pieces handed to
-/// `sink` in order, or None when the text must be planned as written (or
-/// the sink stopped the scan).
-fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> {
+/// One pass over `sql`: the literals, with the template built in `template`
+/// and each literal's slot in `slots`, or None when the text must be
+/// planned as written.
+fn scan<'a>(sql: &'a str, template: &mut String, slots: &mut Slots) -> Option<Literals<'a>> {
     let b = sql.as_bytes();
     let first = sql.trim_start().get(..6)?;
     if !(first.eq_ignore_ascii_case("select")
@@ -153,11 +195,18 @@ fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> 
     if memchr::memchr(b'$', b).is_some() {
         return None;
     }
-    // `sql[..copied]` is in `out`, literals replaced.
+    let mut out = Built {
+        template,
+        slots,
+        literals: Literals::new(),
+    };
+    // `sql[..copied]` is in the template, literals replaced.
     let mut copied = 0;
-    let mut literals = Literals::new();
     let mut i = 0;
     let mut last_word: &str = "";
+    // The last word as it was before the latest '-' reset it: a negative
+    // number's slot records the word before its sign.
+    let mut word_before_minus: &str = "";
     let mut semicolon_seen = false;
     while i < b.len() {
         let c = b[i];
@@ -176,7 +225,7 @@ fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> 
                 last_word = "";
             }
             b'\'' => {
-                if TYPED.iter().any(|t| last_word.eq_ignore_ascii_case(t)) {
+                if is_type_word(last_word) {
                     return None;
                 }
                 let end = find_quote_end(b, i, b'\'')?;
@@ -189,14 +238,7 @@ fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> 
                 if memchr::memchr(b'\\', body.as_bytes()).is_some() {
                     return None;
                 }
-                literals.push(if body.contains("''") {
-                    Cow::Owned(body.replace("''", "'"))
-                } else {
-                    Cow::Borrowed(body)
-                });
-                if !(out.text(&sql[copied..i]) && out.param(literals.len())) {
-                    return None;
-                }
+                out.literal(&sql[copied..i], unquote(body), last_word);
                 copied = end;
                 last_word = "";
                 i = end;
@@ -207,27 +249,20 @@ fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> 
                     continue;
                 }
                 let end = number_end(b, i);
-                if ["limit", "offset", "first", "next"]
-                    .iter()
-                    .any(|k| last_word.eq_ignore_ascii_case(k))
-                {
+                if is_count_word(last_word) {
                     last_word = "";
                     i = end;
                     continue;
                 }
                 // A leading minus belongs to the literal after an operator,
                 // '(' or a keyword (`BY -1`), not after an operand (`a - 1`).
-                let negative = i > copied && b[i - 1] == b'-' && {
-                    let before = sql[..i - 1].trim_end();
-                    before.is_empty()
-                        || before.ends_with(['=', '<', '>', '(', ',', '+', '-', '*', '/'])
-                        || ends_with_keyword(before)
+                let negative = i > copied && b[i - 1] == b'-' && minus_joins_number(&sql[..i - 1]);
+                let (start, after) = if negative {
+                    (i - 1, word_before_minus)
+                } else {
+                    (i, last_word)
                 };
-                let start = if negative { i - 1 } else { i };
-                literals.push(Cow::Borrowed(&sql[start..end]));
-                if !(out.text(&sql[copied..start]) && out.param(literals.len())) {
-                    return None;
-                }
+                out.literal(&sql[copied..start], Cow::Borrowed(&sql[start..end]), after);
                 copied = end;
                 last_word = "";
                 i = end;
@@ -259,6 +294,9 @@ fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> 
                 last_word = word;
             }
             _ => {
+                if c == b'-' {
+                    word_before_minus = last_word;
+                }
                 if !c.is_ascii_whitespace() {
                     last_word = "";
                 }
@@ -266,10 +304,31 @@ fn scan<'a, S: TemplateSink>(sql: &'a str, out: &mut S) -> Option<Literals<'a>> 
             }
         }
     }
-    if literals.is_empty() {
+    if out.literals.is_empty() {
         return None;
     }
-    out.text(&sql[copied..]).then_some(literals)
+    out.template.push_str(&sql[copied..]);
+    Some(out.literals)
+}
+
+/// A string literal's body with doubled quotes undone, borrowed when it has
+/// none.
+pub(super) fn unquote(body: &str) -> Cow<'_, str> {
+    if body.contains("''") {
+        Cow::Owned(body.replace("''", "'"))
+    } else {
+        Cow::Borrowed(body)
+    }
+}
+
+/// True when a '-' after `before` (the text up to the sign) makes the
+/// number after it negative: after nothing, an operator, '(' or ',', or a
+/// keyword.
+pub(super) fn minus_joins_number(before: &str) -> bool {
+    let before = before.trim_end();
+    before.is_empty()
+        || before.ends_with(['=', '<', '>', '(', ',', '+', '-', '*', '/'])
+        || ends_with_keyword(before)
 }
 
 /// True when `s` ends with a keyword after which `-5` is a literal (`BY -1`).
@@ -288,7 +347,7 @@ fn ends_with_keyword(s: &str) -> bool {
 }
 
 /// Index just past the closing quote of the quoted run starting at `start`.
-fn find_quote_end(b: &[u8], start: usize, q: u8) -> Option<usize> {
+pub(super) fn find_quote_end(b: &[u8], start: usize, q: u8) -> Option<usize> {
     let mut i = start + 1;
     loop {
         match b.get(i)? {
@@ -305,7 +364,7 @@ fn find_quote_end(b: &[u8], start: usize, q: u8) -> Option<usize> {
 }
 
 /// Index just past a numeric literal (digits, one '.', an exponent).
-fn number_end(b: &[u8], start: usize) -> usize {
+pub(super) fn number_end(b: &[u8], start: usize) -> usize {
     let mut i = start;
     while i < b.len() && (b[i].is_ascii_digit() || b[i] == b'.') {
         i += 1;
@@ -328,36 +387,6 @@ fn number_end(b: &[u8], start: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Fragments of SQL for the property tests.
-    const PIECES: &[&str] = &[
-        "select ",
-        "update t set a = ",
-        "delete from t ",
-        "where ",
-        "id = ",
-        "1",
-        "-2",
-        "42",
-        "3.5e2",
-        " ",
-        "'x'",
-        "'it''s'",
-        "and ",
-        "limit 5 ",
-        "order by ",
-        "$1",
-        "-- c",
-        "E'z'",
-        "date '2020-01-01'",
-        "'a\\b'",
-        ";",
-        "\"q\"\"r\"",
-        "a - 1 ",
-        "(",
-        ")",
-        ", ",
-    ];
 
     fn n(sql: &str) -> Option<(String, Vec<String>)> {
         normalize(sql).map(|n| (n.template, n.literals.into_iter().map(Into::into).collect()))
@@ -448,45 +477,7 @@ mod tests {
         assert!(t.ends_with("c9 = $9 and c10 = $10 and c11 = $11"), "{t}");
     }
 
-    #[test]
-    fn matches_only_its_own_template() {
-        let t = normalize("SELECT v FROM t WHERE id = 7 AND k = 'x'").unwrap();
-        let lits = |sql| literals_if_template(sql, &t.template).map(|l| l.to_vec());
-        assert_eq!(
-            lits("SELECT v FROM t WHERE id = 12345 AND k = 'it''s'"),
-            Some(vec!["12345".into(), Cow::Owned("it's".into())])
-        );
-        assert_eq!(lits("SELECT v FROM t WHERE id = 7 AND k = 'x' "), None);
-        assert_eq!(lits("SELECT v FROM t WHERE id = 7"), None);
-        assert_eq!(lits("SELECT v FROM u WHERE id = 7 AND k = 'x'"), None);
-        assert_eq!(lits("SELECT v FROM t WHERE id = 7 AND k = 'x' -- c"), None);
-        assert_eq!(lits("SELECT v FROM t WHERE id = $1 AND k = 'x'"), None);
-    }
-
     proptest::proptest! {
-        /// Matching against a template agrees with normalizing and
-        /// comparing: same answer, same literals, for texts built from
-        /// pieces that exercise every branch of the scan.
-        #[test]
-        fn matching_agrees_with_normalize(
-            head in proptest::sample::select(&PIECES[..3]),
-            pieces in proptest::collection::vec(
-                (proptest::sample::select(PIECES), proptest::sample::select(PIECES), proptest::bool::weighted(0.2)),
-                0..8,
-            ),
-        ) {
-            // `b` is `a` with about one piece in five swapped: often the
-            // same shape with other literals, sometimes another shape.
-            let a = pieces.iter().fold(head.to_string(), |t, p| t + p.0);
-            let b = pieces.iter().fold(head.to_string(), |t, p| t + if p.2 { p.1 } else { p.0 });
-            let Some(template) = normalize(&a).map(|n| n.template) else {
-                return Ok(());
-            };
-            let matched = literals_if_template(&b, &template);
-            let expected = normalize(&b).filter(|nb| nb.template == template).map(|nb| nb.literals);
-            proptest::prop_assert_eq!(matched, expected, "{} / {}", a, b);
-        }
-
         /// Routing a normalized text with its literals as parameters gives
         /// the same shards as planning the text as written.
         #[test]
@@ -501,16 +492,21 @@ mod tests {
             let map = ShardMap::from_config(&cfg).unwrap();
             let planner = Planner::new(std::sync::Arc::new(map.clone()));
             let quoted = name.replace('\'', "''");
-            for sql in [
-                format!("SELECT v FROM t WHERE id = {key}"),
-                format!("UPDATE t SET v = 1 WHERE id = {key}"),
-                format!("SELECT v FROM u WHERE name = '{quoted}' AND v > 3"),
+            // Each text after another of its shape: the second goes through
+            // the session memo's template match, the first through the scan.
+            for (earlier, sql) in [
+                ("SELECT v FROM t WHERE id = 1", format!("SELECT v FROM t WHERE id = {key}")),
+                ("UPDATE t SET v = 1 WHERE id = 2", format!("UPDATE t SET v = 1 WHERE id = {key}")),
+                ("SELECT v FROM u WHERE name = 'w' AND v > 3", format!("SELECT v FROM u WHERE name = '{quoted}' AND v > 3")),
             ] {
-                let (plan, lits) = planner.plan_literals(&sql);
-                let params = Params { values: lits.iter().map(|l| Some(l.as_bytes())).collect(), formats: smallvec::smallvec![] };
-                let normalized = resolve_stmt(&plan.stmts[0], &params, &map);
-                let original = resolve_stmt(&planner.plan(&sql).stmts[0], &Params::none(), &map);
-                proptest::prop_assert_eq!(normalized, original, "{}", sql);
+                let mut last = crate::data::planner::LastPlan::default();
+                for text in [earlier, sql.as_str()] {
+                    let (plan, lits) = planner.plan_literals_with(text, &mut last);
+                    let params = Params { values: lits.iter().map(|l| Some(l.as_bytes())).collect(), formats: smallvec::smallvec![] };
+                    let normalized = resolve_stmt(&plan.stmts[0], &params, &map);
+                    let original = resolve_stmt(&planner.plan(text).stmts[0], &Params::none(), &map);
+                    proptest::prop_assert_eq!(normalized, original, "{}", text);
+                }
             }
         }
     }

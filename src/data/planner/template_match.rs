@@ -1,0 +1,324 @@
+//! Does a text have the shape of a template normalized before?
+//!
+//! An OLTP client on the simple protocol sends one statement shape over and
+//! over with new literals. Re-running the normalizing scan on each text
+//! (`normalize.rs`) costs about 15 instructions a byte; this compares the
+//! text with the template's fixed pieces (a memcmp each) and reads only the
+//! literals between them, a tenth of the work.
+//!
+//! Sound by construction: the pieces between literals are the very bytes
+//! the scan accepted before, and the scan's state at a literal depends only
+//! on the piece before it (a literal resets it). What remains is the scan's
+//! look across a piece's edge into the literal, and its look back from a
+//! literal into the piece: [`literal_at`] repeats each such rule, and where
+//! one is not worth repeating exactly (a digit after a kept number, as in
+//! `LIMIT 10.5`), it answers no. A no costs only speed: the session then
+//! normalizes the text and finds its plan in the shared cache.
+
+use std::borrow::Cow;
+
+use super::normalize::{
+    find_quote_end, minus_joins_number, number_end, unquote, Literals, Slot, WordBefore, WORD,
+};
+
+/// The literals of `sql` when it normalizes to `template` (made by
+/// [`super::normalize::normalize`] with these `slots`), or None when it
+/// does not, or when telling would take the full scan.
+pub fn literals_if_template<'a>(
+    sql: &'a str,
+    template: &str,
+    slots: &[Slot],
+) -> Option<Literals<'a>> {
+    let b = sql.as_bytes();
+    let t = template.as_bytes();
+    let mut at = 0;
+    let mut literals = Literals::new();
+    for slot in slots {
+        let piece = t.get(slot.text_start as usize..slot.text_end as usize)?;
+        if !b.get(at..)?.starts_with(piece) {
+            return None;
+        }
+        at += piece.len();
+        let (literal, end) = literal_at(sql, at, slot.after)?;
+        literals.push(literal);
+        at = end;
+    }
+    let tail = t.get(slots.last()?.param_end as usize..)?;
+    (b.get(at..)? == tail).then_some(literals)
+}
+
+/// The literal the scan would read at `at` (the end of a template piece),
+/// with the scan's last word there, and the index past it.
+fn literal_at(sql: &str, at: usize, after: WordBefore) -> Option<(Cow<'_, str>, usize)> {
+    let b = sql.as_bytes();
+    // Every template starts with its statement's verb, so a literal never
+    // starts the text.
+    let prev = *b.get(at.checked_sub(1)?)?;
+    let number_at = |i: usize| match b.get(i) {
+        Some(c) if c.is_ascii_digit() => true,
+        Some(b'.') => b.get(i + 1).is_some_and(u8::is_ascii_digit),
+        _ => false,
+    };
+    match *b.get(at)? {
+        b'\'' => {
+            // After a type name: a typed literal; right after a word: an
+            // E''/X''/U&'' string (or, rarely, a kept number before it).
+            if after == WordBefore::Type
+                || WORD[prev as usize]
+                || (prev == b'&' && at >= 2 && WORD[b[at - 2] as usize])
+            {
+                return None;
+            }
+            let end = find_quote_end(b, at, b'\'')?;
+            let body = sql.get(at + 1..end - 1)?;
+            // The scan refuses any `$` in the text and backslashes in
+            // strings; the pieces have none, so only the body can.
+            if memchr::memchr2(b'$', b'\\', body.as_bytes()).is_some() {
+                return None;
+            }
+            Some((unquote(body), end))
+        }
+        b'-' => {
+            // The sign joins the number only where the scan's rule says
+            // so; after a '-' it would start a comment; after `1e` the
+            // kept number would take it (the rule answers no there too).
+            if prev == b'-' || !number_at(at + 1) || !minus_joins_number(sql.get(..at)?) {
+                return None;
+            }
+            let end = number_end(b, at + 1);
+            Some((Cow::Borrowed(sql.get(at..end)?), end))
+        }
+        c => {
+            if !number_at(at) || after == WordBefore::Count {
+                return None;
+            }
+            // A digit right after a word or number byte, or any number
+            // right after a '.', would continue the token before it; a '.'
+            // after a digit may too (`10.5`, not `t1.5`: not told apart).
+            let continues = prev == b'.'
+                || (c.is_ascii_digit() && WORD[prev as usize])
+                || (c == b'.' && prev.is_ascii_digit());
+            // `1e+5`, `1e-5`: the kept number's exponent.
+            let exponent = (prev == b'+' || prev == b'-')
+                && at >= 3
+                && matches!(b[at - 2], b'e' | b'E')
+                && (b[at - 3].is_ascii_digit() || b[at - 3] == b'.');
+            // After a '-' that joins it, the literal would start at the sign.
+            let signed = prev == b'-' && minus_joins_number(sql.get(..at - 1)?);
+            if continues || exponent || signed {
+                return None;
+            }
+            let end = number_end(b, at);
+            Some((Cow::Borrowed(sql.get(at..end)?), end))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::normalize::normalize;
+    use super::*;
+
+    fn matched(template_of: &str, sql: &str) -> Option<Vec<String>> {
+        let n = normalize(template_of).expect("normalizable");
+        literals_if_template(sql, &n.template, &n.slots)
+            .map(|l| l.into_iter().map(Cow::into_owned).collect())
+    }
+
+    #[test]
+    fn matches_only_its_own_template() {
+        let t = "SELECT v FROM t WHERE id = 7 AND k = 'x'";
+        assert_eq!(
+            matched(t, "SELECT v FROM t WHERE id = 12345 AND k = 'it''s'"),
+            Some(vec!["12345".into(), "it's".into()])
+        );
+        assert_eq!(
+            matched(t, "SELECT v FROM t WHERE id = -5 AND k = 7.5e3"),
+            Some(vec!["-5".into(), "7.5e3".into()])
+        );
+        for other in [
+            "SELECT v FROM t WHERE id = 7 AND k = 'x' ",
+            "SELECT v FROM t WHERE id = 7",
+            "SELECT v FROM u WHERE id = 7 AND k = 'x'",
+            "SELECT v FROM t WHERE id = 7 AND k = 'x' -- c",
+            "SELECT v FROM t WHERE id = $1 AND k = 'x'",
+            "SELECT v FROM t WHERE id = 7 AND k = 'x$'",
+            "SELECT v FROM t WHERE id = 7 AND k = 'a\\b'",
+            "SELECT v FROM t WHERE id = 7 AND k = 'x",
+        ] {
+            assert_eq!(matched(t, other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn repeats_the_scans_rules_at_a_literals_edges() {
+        // The sign joins after an operator, not after an operand.
+        assert_eq!(
+            matched("select a - 1 from t", "select a - -1 from t"),
+            Some(vec!["-1".into()])
+        );
+        assert_eq!(
+            matched(
+                "select a from t where b = 1",
+                "select a from t where b = -1"
+            ),
+            Some(vec!["-1".into()])
+        );
+        // After LIMIT a number stays literal; a string is still a literal.
+        assert_eq!(
+            matched("select a from t limit -5", "select a from t limit 5"),
+            None
+        );
+        assert_eq!(
+            matched("select a from t limit -5", "select a from t limit 'x'"),
+            Some(vec!["x".into()])
+        );
+        // After a type name a string is a typed literal.
+        assert_eq!(matched("select date 5", "select date '2020-01-01'"), None);
+        // A digit continues the word before it; '.5' after a name is a number.
+        assert_eq!(
+            matched("select t.5 from t", "select t.6 from t"),
+            Some(vec![".6".into()])
+        );
+        assert_eq!(matched("select t.'x' from t", "select t.5 from t"), None);
+        // `e-` after a number is its exponent.
+        assert_eq!(
+            matched("select a from t limit 1e-'x'", "select a from t limit 1e-5"),
+            None
+        );
+        // `--` after a '-' is a comment.
+        assert_eq!(matched("select 5 -3 from t", "select 5 --3 from t"), None);
+        // A word right before a quote makes an E'' string.
+        assert_eq!(matched("select x&5 from t", "select x&'b' from t"), None);
+    }
+
+    /// Fragments of SQL for the property tests: each branch of the scan and
+    /// each edge rule of the match.
+    const PIECES: &[&str] = &[
+        "select ",
+        "update t set a = ",
+        "delete from t ",
+        "where ",
+        "id = ",
+        "1",
+        "-2",
+        "42",
+        "3.5e2",
+        " ",
+        "'x'",
+        "'it''s'",
+        "and ",
+        "limit ",
+        "limit 5 ",
+        "order by ",
+        "$1",
+        "-- c",
+        "E'z'",
+        "date ",
+        "'2020-01-01'",
+        "'a\\b'",
+        "'a$b'",
+        ";",
+        "\"q\"\"r\"",
+        "a - 1 ",
+        "(",
+        ")",
+        ", ",
+        "-",
+        ".",
+        ".5",
+        "&",
+        "t1",
+        "e",
+        "1e",
+        "+",
+        "x",
+        "10",
+        "ÿ",
+    ];
+
+    /// The pieces of ordinary OLTP texts, where the match must find every
+    /// text the scan would (numbers apart: `1.5` right after `3` is one of
+    /// the cases it leaves to the scan).
+    const PLAIN: &[&str] = &[
+        "select ",
+        "update t set a = ",
+        "delete from t ",
+        "where ",
+        "id = ",
+        "1 ",
+        "-2 ",
+        "42 ",
+        "3.5e2 ",
+        " ",
+        "'x'",
+        "'it''s'",
+        "and ",
+        "limit 5 ",
+        "a - 1 ",
+        "(",
+        ")",
+        ", ",
+        "= ",
+        "in ",
+        "b.c ",
+    ];
+
+    /// Text `a` and text `b`: `a` with about one piece in five swapped.
+    fn pair(
+        pieces: &'static [&'static str],
+    ) -> impl proptest::strategy::Strategy<Value = (String, String)> {
+        use proptest::prelude::*;
+        (
+            proptest::sample::select(&pieces[..3]),
+            proptest::collection::vec(
+                (
+                    proptest::sample::select(pieces),
+                    proptest::sample::select(pieces),
+                    proptest::bool::weighted(0.2),
+                ),
+                0..10,
+            ),
+        )
+            .prop_map(|(head, pieces)| {
+                let a = pieces.iter().fold(head.to_string(), |t, p| t + p.0);
+                let b = pieces
+                    .iter()
+                    .fold(head.to_string(), |t, p| t + if p.2 { p.1 } else { p.0 });
+                (a, b)
+            })
+    }
+
+    fn both(a: &str, b: &str) -> Option<(Option<Literals<'static>>, Option<Literals<'static>>)> {
+        let n = normalize(a)?;
+        let own = |l: Literals<'_>| -> Literals<'static> {
+            l.into_iter().map(|c| Cow::Owned(c.into_owned())).collect()
+        };
+        let matched = literals_if_template(b, &n.template, &n.slots).map(own);
+        let expected = normalize(b)
+            .filter(|nb| nb.template == n.template)
+            .map(|nb| own(nb.literals));
+        Some((matched, expected))
+    }
+
+    proptest::proptest! {
+        /// Whatever the match accepts, the scan would accept with the same
+        /// template and literals.
+        #[test]
+        fn a_match_is_what_normalizing_gives((a, b) in pair(PIECES)) {
+            if let Some((matched, expected)) = both(&a, &b) {
+                if matched.is_some() {
+                    proptest::prop_assert_eq!(matched, expected, "{} / {}", a, b);
+                }
+            }
+        }
+
+        /// On ordinary texts it accepts exactly what the scan would.
+        #[test]
+        fn plain_texts_match_exactly((a, b) in pair(PLAIN)) {
+            if let Some((matched, expected)) = both(&a, &b) {
+                proptest::prop_assert_eq!(matched, expected, "{} / {}", a, b);
+            }
+        }
+    }
+}
