@@ -25,8 +25,15 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn cstr(&mut self) -> Result<&'a str, MalformedMessage> {
+        // The unnamed statement and portal (most names on the wire) are
+        // empty strings: no search, no validation.
+        if let Some((&0, rest)) = self.buf.split_first() {
+            self.buf = rest;
+            return Ok("");
+        }
         // memchr: a query text is searched for its end on every statement.
-        let end = memchr::memchr(0, self.buf).ok_or(bad(self.what, "missing string terminator"))?;
+        let end = memchr::memchr(0, self.buf)
+            .ok_or_else(|| bad(self.what, "missing string terminator"))?;
         let s = std::str::from_utf8(&self.buf[..end])
             .map_err(|_| bad(self.what, "invalid UTF-8 in string"))?;
         self.buf = &self.buf[end + 1..];

@@ -7,13 +7,16 @@
 //! literals between them, a tenth of the work.
 //!
 //! Sound by construction: the pieces between literals are the very bytes
-//! the scan accepted before, and the scan's state at a literal depends only
-//! on the piece before it (a literal resets it). What remains is the scan's
-//! look across a piece's edge into the literal, and its look back from a
-//! literal into the piece: [`literal_at`] repeats each such rule, and where
-//! one is not worth repeating exactly (a digit after a kept number, as in
-//! `LIMIT 10.5`), it answers no. A no costs only speed: the session then
-//! normalizes the text and finds its plan in the shared cache.
+//! the scan accepted before, and the scan's state when it reaches a literal
+//! (its last word) comes from the piece before it alone, as each literal
+//! resets it. What remains are the scan's looks across a literal's edges:
+//! from the piece's last token into the literal, from the literal into the
+//! next piece, and back from a literal's sign (the negative-number rule,
+//! which may see the previous literal through a blank piece). [`literal_at`]
+//! repeats each such rule on the text itself, and where one is not worth
+//! repeating exactly (a '.' number after a digit: `10.5` or `t1.5`), it
+//! answers no. A no costs only speed: the session then normalizes the text
+//! and finds its plan in the shared cache.
 
 use std::borrow::Cow;
 
@@ -72,7 +75,8 @@ fn literal_at(sql: &str, at: usize, after: WordBefore) -> Option<(Cow<'_, str>, 
             let end = find_quote_end(b, at, b'\'')?;
             let body = sql.get(at + 1..end - 1)?;
             // The scan refuses any `$` in the text and backslashes in
-            // strings; the pieces have none, so only the body can.
+            // string bodies: the pieces have no `$`, so only the body can
+            // hold either.
             if memchr::memchr2(b'$', b'\\', body.as_bytes()).is_some() {
                 return None;
             }
@@ -80,13 +84,16 @@ fn literal_at(sql: &str, at: usize, after: WordBefore) -> Option<(Cow<'_, str>, 
         }
         b'-' => {
             // The sign joins the number only where the scan's rule says
-            // so; after a '-' it would start a comment; after `1e` the
-            // kept number would take it (the rule answers no there too).
-            if prev == b'-' || !number_at(at + 1) || !minus_joins_number(sql.get(..at)?) {
+            // so; after a '-' it would start a comment; after `1e` it is
+            // the kept number's exponent.
+            if prev == b'-'
+                || !number_at(at + 1)
+                || exponent_before(b, at + 1)
+                || !minus_joins_number(sql.get(..at)?)
+            {
                 return None;
             }
-            let end = number_end(b, at + 1);
-            Some((Cow::Borrowed(sql.get(at..end)?), end))
+            number_from(sql, at, at + 1)
         }
         c => {
             if !number_at(at) || after == WordBefore::Count {
@@ -98,20 +105,36 @@ fn literal_at(sql: &str, at: usize, after: WordBefore) -> Option<(Cow<'_, str>, 
             let continues = prev == b'.'
                 || (c.is_ascii_digit() && WORD[prev as usize])
                 || (c == b'.' && prev.is_ascii_digit());
-            // `1e+5`, `1e-5`: the kept number's exponent.
-            let exponent = (prev == b'+' || prev == b'-')
-                && at >= 3
-                && matches!(b[at - 2], b'e' | b'E')
-                && (b[at - 3].is_ascii_digit() || b[at - 3] == b'.');
             // After a '-' that joins it, the literal would start at the sign.
             let signed = prev == b'-' && minus_joins_number(sql.get(..at - 1)?);
-            if continues || exponent || signed {
+            if continues || exponent_before(b, at) || signed {
                 return None;
             }
-            let end = number_end(b, at);
-            Some((Cow::Borrowed(sql.get(at..end)?), end))
+            number_from(sql, at, at)
         }
     }
+}
+
+/// True when the digits at `at` could be the exponent of a number before
+/// them (`1e+5`, `1e-5`). Defensive: the scan leaves a number run on by a
+/// letter as written, so a piece ends this way only after a word (`t1e-5`),
+/// where declining costs nothing that matters.
+fn exponent_before(b: &[u8], at: usize) -> bool {
+    at >= 3
+        && matches!(b[at - 1], b'+' | b'-')
+        && matches!(b[at - 2], b'e' | b'E')
+        && (b[at - 3].is_ascii_digit() || b[at - 3] == b'.')
+}
+
+/// The number literal from `start` (its sign, if any) whose digits begin at
+/// `digits`, and the index past it; None when a letter, digit or `_` runs on
+/// after it (the scan leaves such texts as written).
+fn number_from(sql: &str, start: usize, digits: usize) -> Option<(Cow<'_, str>, usize)> {
+    let end = number_end(sql.as_bytes(), digits);
+    if sql.as_bytes().get(end).is_some_and(|&n| WORD[n as usize]) {
+        return None;
+    }
+    Some((Cow::Borrowed(sql.get(start..end)?), end))
 }
 
 #[cfg(test)]
@@ -181,13 +204,10 @@ mod tests {
             Some(vec![".6".into()])
         );
         assert_eq!(matched("select t.'x' from t", "select t.5 from t"), None);
-        // `e-` after a number is its exponent.
-        assert_eq!(
-            matched("select a from t limit 1e-'x'", "select a from t limit 1e-5"),
-            None
-        );
         // `--` after a '-' is a comment.
         assert_eq!(matched("select 5 -3 from t", "select 5 --3 from t"), None);
+        // A word run on after a number leaves the text as written.
+        assert_eq!(matched("select 'x'abc from t", "select 5abc from t"), None);
         // A word right before a quote makes an E'' string.
         assert_eq!(matched("select x&5 from t", "select x&'b' from t"), None);
     }

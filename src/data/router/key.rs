@@ -84,13 +84,15 @@ impl KeyType {
     /// always consistent.
     pub fn from_text<'a>(&self, s: &'a str) -> Result<KeyValue<'a>, String> {
         match self {
+            // ASCII whitespace around the digits, as Postgres's int8in
+            // allows (its isspace), not Unicode's.
             KeyType::Int2 | KeyType::Int4 | KeyType::Int8 => s
-                .trim()
+                .trim_ascii()
                 .parse::<i64>()
                 .map(KeyValue::Int)
                 .map_err(|_| self.invalid(s)),
             KeyType::Text | KeyType::Varchar => Ok(KeyValue::Text(s)),
-            KeyType::Uuid => uuid::Uuid::try_parse(s.trim())
+            KeyType::Uuid => uuid::Uuid::try_parse(s.trim_ascii())
                 .map(|u| KeyValue::Uuid(*u.as_bytes()))
                 .map_err(|_| self.invalid(s)),
         }
