@@ -1,7 +1,7 @@
 //! What must hold for any SQL text: planning, resolving and splitting never
-//! panic (nor overflow the stack). One copy, run two ways: by the planner
-//! fuzz target under `fuzz/` (feature `fuzzing`) and by the planner's
-//! proptests.
+//! panic (nor overflow the stack), and a template match is what normalizing
+//! would give. One copy, run two ways: by the fuzz targets under `fuzz/`
+//! (feature `fuzzing`) and by the planner's proptests.
 
 use super::{resolve_stmt, split_insert, Params, Planner, Target};
 use crate::config::Config;
@@ -82,5 +82,27 @@ pub fn check_text(planner: &Planner, map: &ShardMap, sql: &str) {
         if matches!(stmt.target, Target::InsertMulti { .. }) {
             let _ = split_insert(stmt, &params, map);
         }
+    }
+}
+
+/// Matches `next` against the template a session would remember for `last`
+/// and panics unless a match is exactly what normalizing `next` gives (same
+/// template, same literals). True when it matched.
+pub fn check_template_match(last: &str, next: &str) -> bool {
+    let Some(n) = super::normalize::normalize(last) else {
+        return false;
+    };
+    let Some(matched) = super::template_match::literals_if_template(next, &n.template, &n.slots)
+    else {
+        return false;
+    };
+    let normalized = super::normalize::normalize(next);
+    match normalized {
+        Some(nb) if nb.template == n.template && nb.literals == matched => true,
+        other => panic!(
+            "{next:?} matched {last:?}'s template {:?} with literals {matched:?}, \
+             but normalizes to {other:?}",
+            n.template
+        ),
     }
 }
