@@ -491,16 +491,10 @@ async fn a_backend_whose_cancel_is_never_confirmed_is_closed() {
             .get(0);
         assert_ne!(new, old, "the doomed backend was reused");
         assert_eq!(p.proxy.runtime().pools[0].stats.connects.load(SeqCst), 2);
-        let gone = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1";
-        while watch
-            .query_one(gone, &[&old])
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-            != 0
-        {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(
+            backend_gone(&watch, old).await,
+            "the doomed backend was not closed"
+        );
         slow.release.add_permits(1);
     })
     .await

@@ -67,9 +67,7 @@ impl ClientInfo {
     pub fn set_running_one(&self, shard: usize, pid: i32, secret: i32) {
         // Stored before the key (see `running_one`).
         self.running_shard.store(shard as u32, Release);
-        let key = (u64::from(pid as u32) << 32) | u64::from(secret as u32);
-        // Never 0 for a real key (Postgres pids are positive).
-        self.running_key.store(key, Release);
+        self.running_key.store(packed_key(pid, secret), Release);
     }
 
     /// No backend is running the client's statements any more. SeqCst: it
@@ -100,8 +98,7 @@ impl ClientInfo {
 
     /// Whether the backend (pid, secret) still runs this client's statements.
     fn runs_on(&self, pid: i32, secret: i32) -> bool {
-        let key = (u64::from(pid as u32) << 32) | u64::from(secret as u32);
-        self.running_key.load(SeqCst) == key
+        self.running_key.load(SeqCst) == packed_key(pid, secret)
             || self
                 .running_on
                 .lock()
@@ -133,6 +130,13 @@ impl ClientInfo {
         }
         targets
     }
+}
+
+/// A BackendKeyData as one word: `running_key` is stored and compared in a
+/// single atomic operation. Never 0 for a real key (Postgres pids are
+/// positive).
+fn packed_key(pid: i32, secret: i32) -> u64 {
+    (u64::from(pid as u32) << 32) | u64::from(secret as u32)
 }
 
 /// All connected clients, by id.

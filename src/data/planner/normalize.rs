@@ -86,9 +86,8 @@ pub fn normalize(sql: &str) -> Option<Normalized<'_>> {
 /// template text before it lies and which word came before it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
-    /// `template[text_start..text_end]` is the text between the previous
-    /// literal (or the start) and this one.
-    pub text_start: u32,
+    /// Where the text before this literal ends in the template (it starts
+    /// where the previous slot's `$n` ends, or at 0).
     pub text_end: u32,
     /// Where this literal's `$n` ends in the template.
     pub param_end: u32,
@@ -166,13 +165,11 @@ struct Built<'a, 's> {
 impl<'a> Built<'a, '_> {
     /// Records a literal: the text since the last one, its `$n` and its slot.
     fn literal(&mut self, between: &str, literal: Cow<'a, str>, after: &str) {
-        let text_start = self.template.len() as u32;
         self.template.push_str(between);
         let text_end = self.template.len() as u32;
         self.literals.push(literal);
         push_param(self.template, self.literals.len());
         self.slots.push(Slot {
-            text_start,
             text_end,
             param_end: self.template.len() as u32,
             after: WordBefore::of(after),

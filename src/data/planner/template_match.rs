@@ -34,10 +34,12 @@ pub fn literals_if_template<'a>(
 ) -> Option<Literals<'a>> {
     let b = sql.as_bytes();
     let t = template.as_bytes();
+    // `at` in the text, `from` in the template (past the last `$n`).
     let mut at = 0;
+    let mut from = 0;
     let mut literals = Literals::new();
     for slot in slots {
-        let piece = t.get(slot.text_start as usize..slot.text_end as usize)?;
+        let piece = t.get(from..slot.text_end as usize)?;
         if !b.get(at..)?.starts_with(piece) {
             return None;
         }
@@ -45,9 +47,12 @@ pub fn literals_if_template<'a>(
         let (literal, end) = literal_at(sql, at, slot.after)?;
         literals.push(literal);
         at = end;
+        from = slot.param_end as usize;
     }
-    let tail = t.get(slots.last()?.param_end as usize..)?;
-    (b.get(at..)? == tail).then_some(literals)
+    if literals.is_empty() {
+        return None;
+    }
+    (b.get(at..)? == t.get(from..)?).then_some(literals)
 }
 
 /// The literal the scan would read at `at` (the end of a template piece),

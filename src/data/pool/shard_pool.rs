@@ -234,14 +234,7 @@ impl ShardPool {
                 }
                 None => {
                     self.stats.connects.fetch_add(1, Relaxed);
-                    let connected = Backend::connect(
-                        &self.addr,
-                        &self.name,
-                        self.settings.connect_timeout,
-                        self.cancels.clone(),
-                    )
-                    .await;
-                    match connected {
+                    match self.connect_new().await {
                         Ok(b) => {
                             self.stats.up.store(true, Relaxed);
                             lease.backend = Some(Box::new(b));
@@ -257,6 +250,18 @@ impl ShardPool {
                 }
             }
         }
+    }
+
+    /// A new backend to this pool's shard, with the pool's settings and
+    /// cancel fence; the caller owns it (it takes no slot).
+    pub async fn connect_new(&self) -> Result<Backend, SqlError> {
+        Backend::connect(
+            &self.addr,
+            &self.name,
+            self.settings.connect_timeout,
+            self.cancels.clone(),
+        )
+        .await
     }
 
     /// Closes idle backends unused for longer than the idle timeout. A

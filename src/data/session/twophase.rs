@@ -228,14 +228,7 @@ impl Session {
                 _ => {}
             }
             // Ask on a fresh connection: this backend is inside the statement's transaction.
-            let ok = match crate::data::pool::Backend::connect(
-                &pool.addr,
-                &pool.name,
-                pool.settings.connect_timeout,
-                pool.cancels.clone(),
-            )
-            .await
-            {
+            let ok = match pool.connect_new().await {
                 Ok(mut be) => match be.query_rows("SHOW max_prepared_transactions").await {
                     Ok(rows) => {
                         let n: i64 = rows
