@@ -3,4 +3,5 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod conn;
 pub mod twophase;

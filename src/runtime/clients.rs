@@ -123,8 +123,15 @@ impl ClientInfo {
                     .iter()
                     .any(|(_, t)| t.pid == pid && t.secret == secret)
                 {
-                    let addr = pool.addr.clone();
-                    targets.push((pool, Arc::new(CancelTarget { addr, pid, secret })));
+                    let endpoint = pool.endpoint.clone();
+                    targets.push((
+                        pool,
+                        Arc::new(CancelTarget {
+                            endpoint,
+                            pid,
+                            secret,
+                        }),
+                    ));
                 }
             }
         }
@@ -230,7 +237,7 @@ impl ClientRegistry {
                 match target.cancel(limit).await {
                     Ok(()) => drop(fenced),
                     Err(e) => {
-                        let addr = target.addr.display();
+                        let addr = target.endpoint.addr.display();
                         tracing::warn!("cancel request to {addr} failed: {}", e.error);
                         if e.sent {
                             // Its signals may still come: close the backend.

@@ -8,7 +8,7 @@ use super::clients::ClientRegistry;
 use crate::config::Config;
 use crate::data::auth::{Credential, ScramVerifier};
 use crate::data::planner::Planner;
-use crate::data::pool::{BackendAddr, PoolSettings, ShardPool};
+use crate::data::pool::{Endpoint, PoolSettings, ShardPool};
 use crate::data::router::ShardMap;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -68,16 +68,25 @@ impl Runtime {
         let settings = PoolSettings::from_config(&config.pool);
         let mut pools = Vec::with_capacity(config.shards.len());
         for s in &config.shards {
-            let addr = BackendAddr::parse(&s.url).map_err(|e| format!("shard {}: {e}", s.name))?;
             let reused = previous.and_then(|p| {
                 p.pools
                     .iter()
                     .find(|pool| {
-                        pool.name == s.name && pool.addr == addr && pool.settings == settings
+                        pool.name == s.name
+                            && pool.endpoint.url == s.url
+                            && pool.settings == settings
                     })
                     .cloned()
             });
-            pools.push(reused.unwrap_or_else(|| ShardPool::new(&s.name, addr, settings.clone())));
+            let pool = match reused {
+                Some(p) => p,
+                None => {
+                    let endpoint =
+                        Endpoint::new(&s.url).map_err(|e| format!("shard {}: {e}", s.name))?;
+                    ShardPool::new(&s.name, endpoint, settings.clone())
+                }
+            };
+            pools.push(pool);
         }
         let mut users = HashMap::new();
         for u in &config.users {

@@ -59,8 +59,8 @@ pub fn shards(rt: &Runtime) -> ResultSet {
         let st = &p.stats;
         r.push([
             p.name.clone(),
-            p.addr.display(),
-            p.addr.database.clone(),
+            p.endpoint.addr.display(),
+            p.endpoint.addr.database.clone(),
             if st.up.load(Relaxed) { "up" } else { "down" }.to_string(),
             st.in_use.load(Relaxed).to_string(),
             st.idle.load(Relaxed).to_string(),

@@ -13,9 +13,9 @@
 //! clean) to the oldest waiter, so waiters are served in order and a new
 //! checkout never takes a slot from under one.
 
-use super::addr::BackendAddr;
 use super::backend::Backend;
 use super::cancel_fence::CancelFence;
+use super::endpoint::Endpoint;
 use super::stats::ShardStats;
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::SqlError;
@@ -49,7 +49,7 @@ impl PoolSettings {
 #[derive(Debug)]
 pub struct ShardPool {
     pub name: String,
-    pub addr: BackendAddr,
+    pub endpoint: Arc<Endpoint>,
     pub settings: PoolSettings,
     slots: Mutex<Slots>,
     pub stats: ShardStats,
@@ -83,10 +83,10 @@ struct Slots {
 }
 
 impl ShardPool {
-    pub fn new(name: &str, addr: BackendAddr, settings: PoolSettings) -> Arc<ShardPool> {
+    pub fn new(name: &str, endpoint: Endpoint, settings: PoolSettings) -> Arc<ShardPool> {
         Arc::new(ShardPool {
             name: name.to_string(),
-            addr,
+            endpoint: Arc::new(endpoint),
             settings,
             slots: Mutex::new(Slots::default()),
             stats: ShardStats::new(name),
@@ -256,7 +256,7 @@ impl ShardPool {
     /// cancel fence; the caller owns it (it takes no slot).
     pub async fn connect_new(&self) -> Result<Backend, SqlError> {
         Backend::connect(
-            &self.addr,
+            &self.endpoint,
             &self.name,
             self.settings.connect_timeout,
             self.cancels.clone(),
