@@ -96,7 +96,8 @@ pub async fn recover(rt: &Runtime, min_age: Duration) -> RecoveryReport {
             client: None,
             prepared: BTreeMap::new(),
         };
-        match connect(&s.endpoint).await {
+        // The current primary (after a failover, not the configured one).
+        match connect(&s.primary().endpoint).await {
             Ok(c) => match list_prepared(&c, min_age).await {
                 Ok(p) => {
                     st.prepared = p;

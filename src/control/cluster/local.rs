@@ -133,8 +133,8 @@ impl LocalCluster {
     }
 
     /// Makes a streaming replica of `primary` in `data_dir` (which must not
-    /// exist yet) with `pg_basebackup -R` (standby.signal, primary_conninfo),
-    /// and starts it on `port`. The template's pg_hba.conf lets the
+    /// exist yet) with `pg_basebackup -R` (standby.signal, primary_conninfo,
+    /// a physical slot `replica_<port>`), and starts it on `port`. The template's pg_hba.conf lets the
     /// postgres user replicate over 127.0.0.1.
     pub fn start_replica(
         primary: &LocalCluster,
