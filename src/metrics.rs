@@ -9,11 +9,17 @@
 //! | `shardproxy_errors_total` | counter | `shard` | errors from the shard, failed connects and lost connections |
 //! | `shardproxy_bytes_sent_total` | counter | `shard` | bytes sent to the shard |
 //! | `shardproxy_bytes_received_total` | counter | `shard` | bytes received from the shard |
-//! | `shardproxy_pool_in_use` | gauge | `shard` | backends leased to clients (including connections being opened for them) |
-//! | `shardproxy_pool_idle` | gauge | `shard` | idle backends kept open |
+//! | `shardproxy_pool_in_use` | gauge | `shard` | backends leased to clients (including connections being opened for them), all servers of the shard |
+//! | `shardproxy_pool_idle` | gauge | `shard` | idle backends kept open, all servers of the shard |
 //! | `shardproxy_pool_waiting` | gauge | `shard` | clients waiting for a free backend |
-//! | `shardproxy_shard_up` | gauge | `shard` | 1 unless the last connect to the shard failed |
+//! | `shardproxy_shard_up` | gauge | `shard` | 1 unless the last connect to (or health check of) the shard's primary failed |
 //! | `shardproxy_query_duration_seconds` | histogram | `shard` | time from sending a statement to the shard's ReadyForQuery; buckets 50µs … 5s |
+//! | `shardproxy_failovers_total` | counter | `shard` | times the health checker found a new primary for the shard |
+//! | `shardproxy_server_up` | gauge | `shard`, `server` | 1 unless the last connect to (or check of) the server failed |
+//! | `shardproxy_server_primary` | gauge | `shard`, `server` | 1 for the server taking the shard's writes |
+//! | `shardproxy_server_in_rotation` | gauge | `shard`, `server` | 1 for a replica reads may go to |
+//! | `shardproxy_replica_lag_seconds` | gauge | `shard`, `server` | replay lag measured by the proxy (0 for the primary, -1 not known yet) |
+//! | `shardproxy_server_checkouts_total` | counter | `shard`, `server` | backends handed out on the server (reads routed to a replica) |
 //!
 //! How values get there:
 //! - The latency histogram is recorded by the session on every query through a
