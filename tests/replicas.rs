@@ -50,6 +50,12 @@ async fn proxy_for(primary: &LocalCluster, replicas: &[&LocalCluster]) -> TestPr
     .await
 }
 
+/// Inserts the row `id` through `c`; the port of the server that took it.
+async fn write_port(c: &tokio_postgres::Client, id: i64) -> Result<u16, tokio_postgres::Error> {
+    let sql = "INSERT INTO items (id, v) VALUES ($1, 'w') RETURNING inet_server_port()";
+    Ok(c.query_one(sql, &[&id]).await?.get::<_, i32>(0) as u16)
+}
+
 /// Waits up to 20 s for `cond`.
 async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -137,15 +143,7 @@ async fn reads_go_to_replicas_in_rotation() {
     }
 
     // Writes, transactions and every opt-out: the primary.
-    let w: i32 = c
-        .query_one(
-            "INSERT INTO items (id, v) VALUES (1000, 'w') RETURNING inet_server_port()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(w as u16, pp);
+    assert_eq!(write_port(&c, 1000).await.unwrap(), pp);
     c.batch_execute("BEGIN").await.unwrap();
     assert_eq!(
         ports(&c, port_sql, 2).await,
@@ -331,14 +329,8 @@ async fn writes_resume_on_a_promoted_replica() {
     replicas[0].promote().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     let landed = loop {
-        match c
-            .query_one(
-                "INSERT INTO items (id, v) VALUES (503, 'after') RETURNING inet_server_port()",
-                &[],
-            )
-            .await
-        {
-            Ok(r) => break r.get::<_, i32>(0) as u16,
+        match write_port(&c, 503).await {
+            Ok(port) => break port,
             Err(e) => {
                 assert!(Instant::now() < deadline, "writes did not resume: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -363,14 +355,6 @@ async fn writes_resume_on_a_promoted_replica() {
         pool.servers()[0].stats.up.load(Relaxed) && pool.servers()[0].stats.role() == Role::Diverged
     })
     .await;
-    let w: i32 = c
-        .query_one(
-            "INSERT INTO items (id, v) VALUES (504, 'still') RETURNING inet_server_port()",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(w as u16, rp);
+    assert_eq!(write_port(&c, 504).await.unwrap(), rp);
     drop(old);
 }

@@ -143,99 +143,102 @@ async fn tls_to_shards() {
     let ca = path(&pki.ca);
     let other = path(&pki.other_ca);
 
-    // verify-full: the chain and the name; the certificate names localhost only.
-    assert_eq!(
-        through_proxy(&at(
-            "localhost",
-            "postgres",
-            &format!("sslmode=verify-full&sslrootcert={ca}")
-        ))
-        .await,
-        Ok(true)
-    );
-    let e = through_proxy(&at(
-        "127.0.0.1",
-        "postgres",
-        &format!("sslmode=verify-full&sslrootcert={ca}"),
-    ))
-    .await
-    .unwrap_err();
-    assert!(e.starts_with("08006") && e.contains("certificate"), "{e}");
-    // verify-ca: the chain only, so the IP address is fine; a foreign CA is not.
-    assert_eq!(
-        through_proxy(&at(
-            "127.0.0.1",
-            "postgres",
-            &format!("sslmode=verify-ca&sslrootcert={ca}")
-        ))
-        .await,
-        Ok(true)
-    );
-    let e = through_proxy(&at(
-        "localhost",
-        "postgres",
-        &format!("sslmode=verify-ca&sslrootcert={other}"),
-    ))
-    .await
-    .unwrap_err();
-    assert!(e.starts_with("08006") && e.contains("certificate"), "{e}");
-    // require without a root certificate checks nothing (libpq's meaning);
-    // with one it checks the chain, as libpq does.
-    assert_eq!(
-        through_proxy(&at("127.0.0.1", "postgres", "sslmode=require")).await,
-        Ok(true)
-    );
-    let e = through_proxy(&at(
-        "127.0.0.1",
-        "postgres",
-        &format!("sslmode=require&sslrootcert={other}"),
-    ))
-    .await
-    .unwrap_err();
-    assert!(e.contains("certificate"), "{e}");
-    // prefer: TLS when offered (the default), plain when refused.
-    assert_eq!(
-        through_proxy(&at("127.0.0.1", "postgres", "")).await,
-        Ok(true)
-    );
     let plain_url = |q: &str| {
         format!(
             "postgres://postgres@127.0.0.1:{}/postgres?{q}",
             plain.port()
         )
     };
-    assert_eq!(through_proxy(&plain_url("sslmode=prefer")).await, Ok(false));
-    let e = through_proxy(&plain_url("sslmode=require"))
-        .await
-        .unwrap_err();
-    assert!(e.contains("does not support SSL"), "{e}");
-    // A role the server only lets in over TLS.
-    assert_eq!(
-        through_proxy(&at("127.0.0.1", "tlsonly", "sslmode=prefer")).await,
-        Ok(true)
-    );
-    let e = through_proxy(&at("127.0.0.1", "tlsonly", "sslmode=disable"))
-        .await
-        .unwrap_err();
-    assert!(e.contains("pg_hba.conf"), "{e}");
-    // Client certificates: `cert` authentication of certuser.
-    let with_cert = format!(
-        "sslmode=verify-full&sslrootcert={ca}&sslcert={}&sslkey={}",
+    let client_cert = format!(
+        "sslcert={}&sslkey={}",
         path(&pki.client_crt),
         path(&pki.client_key)
     );
-    assert_eq!(
-        through_proxy(&at("localhost", "certuser", &with_cert)).await,
-        Ok(true)
-    );
-    let e = through_proxy(&at(
-        "localhost",
-        "certuser",
-        &format!("sslmode=verify-full&sslrootcert={ca}"),
-    ))
-    .await
-    .unwrap_err();
-    assert!(e.contains("certificate"), "{e}");
+    // (URL, Ok(whether the backend uses TLS) or Err(words of the error)).
+    let cases: Vec<(String, Result<bool, &str>)> = vec![
+        // verify-full: the chain and the name; the certificate names localhost only.
+        (
+            at(
+                "localhost",
+                "postgres",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+            Ok(true),
+        ),
+        (
+            at(
+                "127.0.0.1",
+                "postgres",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+            Err("certificate"),
+        ),
+        // verify-ca: the chain only, so the IP address is fine; a foreign CA is not.
+        (
+            at(
+                "127.0.0.1",
+                "postgres",
+                &format!("sslmode=verify-ca&sslrootcert={ca}"),
+            ),
+            Ok(true),
+        ),
+        (
+            at(
+                "localhost",
+                "postgres",
+                &format!("sslmode=verify-ca&sslrootcert={other}"),
+            ),
+            Err("certificate"),
+        ),
+        // require without a root certificate checks nothing (libpq's
+        // meaning); with one it checks the chain, as libpq does.
+        (at("127.0.0.1", "postgres", "sslmode=require"), Ok(true)),
+        (
+            at(
+                "127.0.0.1",
+                "postgres",
+                &format!("sslmode=require&sslrootcert={other}"),
+            ),
+            Err("certificate"),
+        ),
+        // prefer (also the default): TLS when offered, plain when refused.
+        (at("127.0.0.1", "postgres", ""), Ok(true)),
+        (plain_url("sslmode=prefer"), Ok(false)),
+        (plain_url("sslmode=require"), Err("does not support SSL")),
+        // A role the server only lets in over TLS.
+        (at("127.0.0.1", "tlsonly", "sslmode=prefer"), Ok(true)),
+        (
+            at("127.0.0.1", "tlsonly", "sslmode=disable"),
+            Err("pg_hba.conf"),
+        ),
+        // Client certificates: `cert` authentication of certuser.
+        (
+            at(
+                "localhost",
+                "certuser",
+                &format!("sslmode=verify-full&sslrootcert={ca}&{client_cert}"),
+            ),
+            Ok(true),
+        ),
+        (
+            at(
+                "localhost",
+                "certuser",
+                &format!("sslmode=verify-full&sslrootcert={ca}"),
+            ),
+            Err("certificate"),
+        ),
+    ];
+    for (url, want) in cases {
+        let got = through_proxy(&url).await;
+        match want {
+            Ok(tls) => assert_eq!(got, Ok(tls), "{url}"),
+            Err(words) => {
+                let e = got.expect_err(&url);
+                assert!(e.starts_with("08006") && e.contains(words), "{url}: {e}");
+            }
+        }
+    }
 
     // A cancel goes over TLS too, and large messages cross it both ways.
     let p = start_proxy(

@@ -82,11 +82,7 @@ pub async fn connect_endpoint(
             let (client, conn) = timed(cfg.connect(connector))
                 .await
                 .map_err(|e| format!("{}: {e}", what()))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!("control connection closed: {e}");
-                }
-            });
+            drive(conn);
             client
         }
         _ => {
@@ -94,15 +90,22 @@ pub async fn connect_endpoint(
             let (client, conn) = timed(cfg.connect(tokio_postgres::NoTls))
                 .await
                 .map_err(|e| format!("{}: {e}", what()))?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!("control connection closed: {e}");
-                }
-            });
+            drive(conn);
             client
         }
     };
     Ok(client)
+}
+
+/// Runs a connection's I/O in the background until its client is dropped.
+fn drive(
+    conn: impl std::future::Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+) {
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!("control connection closed: {e}");
+        }
+    });
 }
 
 async fn timed<T>(
