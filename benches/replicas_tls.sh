@@ -11,7 +11,7 @@
 #     with the replica promoted at once (`pg_ctl promote -w`, as an HA
 #     manager would after its own detection delay, which is not counted).
 #
-#   cargo build --release --bin shardproxy --example failover_probe
+#   cargo build --release --bin shardproxy && cargo build --example failover_probe
 #   sudo flock /work/wt/NOTES/bench.lock bash benches/replicas_tls.sh
 #
 # Environment: T=15 seconds per pgbench round, ROUNDS=3, CLIENTS=16,
@@ -28,12 +28,12 @@ CLIENTS=${CLIENTS:-16}
 FAILOVERS=${FAILOVERS:-3}
 SCALE=${SCALE:-10}
 PROXY_BIN=${PROXY_BIN:-target/release/shardproxy}
-PROBE_BIN=${PROBE_BIN:-target/release/examples/failover_probe}
+PROBE_BIN=${PROBE_BIN:-target/debug/examples/failover_probe}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -1)}
 
 [ "$(id -u)" = 0 ] || { echo "run as root (the clusters run as the postgres user)" >&2; exit 1; }
 for b in "$PROXY_BIN" "$PROBE_BIN"; do
-    [ -x "$b" ] || { echo "$b missing: cargo build --release --bin shardproxy --example failover_probe" >&2; exit 1; }
+    [ -x "$b" ] || { echo "$b missing: cargo build --release --bin shardproxy; cargo build --example failover_probe" >&2; exit 1; }
 done
 
 WORK=$(mktemp -d /tmp/shardproxy-replicas.XXXXXX)

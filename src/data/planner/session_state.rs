@@ -17,9 +17,18 @@ const SESSION_LOCKS: &[&str] = &[
     "pg_try_advisory_lock_shared",
 ];
 
-/// Built-in functions that write or take locks: a SELECT calling them is not
-/// read-only.
+/// Built-in functions that write, take locks or need a primary (a
+/// transaction id, the WAL write position): a SELECT calling them is not
+/// read-only, so it never goes to a replica either.
 const WRITING_FUNCTIONS: &[&str] = &[
+    "txid_current",
+    "pg_current_xact_id",
+    "pg_current_wal_lsn",
+    "pg_current_wal_insert_lsn",
+    "pg_current_wal_flush_lsn",
+    "pg_switch_wal",
+    "pg_logical_emit_message",
+    "pg_create_restore_point",
     "nextval",
     "setval",
     "set_config",

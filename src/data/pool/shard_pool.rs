@@ -230,15 +230,19 @@ impl ShardPool {
     /// The replica a read goes to, if any is in rotation and has replayed
     /// past [`ShardPool::require_replay`]'s mark.
     fn pick_replica(&self) -> Option<usize> {
-        let n = self.servers.len();
         let primary = self.primary_index();
         let floor = self.min_replay_lsn.load(Relaxed);
-        let usable = |i: usize| {
-            let st = &self.servers[i].stats;
-            i != primary && st.in_rotation.load(Relaxed) && st.lsn.load(Relaxed) >= floor
-        };
+        // The servers other than the primary, in turn from a rotating start
+        // (so each replica is first equally often).
+        let others = self.servers.len() - 1;
         let start = self.next_replica.fetch_add(1, Relaxed);
-        let in_turn = (0..n).map(|k| (start + k) % n).filter(|&i| usable(i));
+        let in_turn = (0..others)
+            .map(|k| (start + k) % others)
+            .map(|j| if j < primary { j } else { j + 1 })
+            .filter(|&i| {
+                let st = &self.servers[i].stats;
+                st.in_rotation.load(Relaxed) && st.lsn.load(Relaxed) >= floor
+            });
         match self.replica_settings.policy {
             ReadPolicy::RoundRobin => in_turn.take(1).next(),
             ReadPolicy::LeastConnections => in_turn.min_by_key(|&i| {
@@ -479,5 +483,70 @@ impl Drop for Lease {
             drop(backend);
             server.return_slot(None);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(replicas: usize, policy: ReadPolicy) -> Arc<ShardPool> {
+        let url = |p: u16| Endpoint::new(&format!("postgres://u@127.0.0.1:{p}/db")).unwrap();
+        let settings = PoolSettings::from_config(&crate::config::PoolConfig::default());
+        let rs = ReplicaSettings {
+            policy,
+            ..ReplicaSettings::default()
+        };
+        ShardPool::with_replicas(
+            "s",
+            url(1),
+            (0..replicas).map(|i| url(2 + i as u16)).collect(),
+            settings,
+            rs,
+        )
+    }
+
+    fn picks(p: &ShardPool, n: usize) -> Vec<usize> {
+        let mut count = vec![0; p.servers().len()];
+        for _ in 0..n {
+            if let Some(i) = p.pick_replica() {
+                count[i] += 1;
+            }
+        }
+        count
+    }
+
+    #[test]
+    fn reads_take_turns_over_the_replicas_in_rotation() {
+        let p = pool(2, ReadPolicy::RoundRobin);
+        assert_eq!(picks(&p, 10), [0, 0, 0], "none in rotation yet");
+        for s in &p.servers()[1..] {
+            s.stats.in_rotation.store(true, Relaxed);
+        }
+        assert_eq!(picks(&p, 10), [0, 5, 5]);
+        // After a failover to replica 2, the old primary (if a replica now) and replica 1 share.
+        p.set_primary(2);
+        p.servers()[0].stats.in_rotation.store(true, Relaxed);
+        assert_eq!(picks(&p, 10), [5, 5, 0]);
+        // The replay floor keeps replicas that are behind it out.
+        p.servers()[0].stats.lsn.store(100, Relaxed);
+        p.servers()[1].stats.lsn.store(50, Relaxed);
+        p.require_replay(80);
+        assert_eq!(picks(&p, 4), [4, 0, 0]);
+        p.require_replay(10); // only rises
+        assert_eq!(p.replay_floor(), 80);
+    }
+
+    #[test]
+    fn least_connections_prefers_the_idlest_replica() {
+        let p = pool(2, ReadPolicy::LeastConnections);
+        for s in &p.servers()[1..] {
+            s.stats.in_rotation.store(true, Relaxed);
+        }
+        p.servers()[1].stats.in_use.store(3, Relaxed);
+        p.servers()[2].stats.in_use.store(1, Relaxed);
+        assert_eq!(picks(&p, 6), [0, 0, 6]);
+        p.servers()[2].stats.waiting.store(5, Relaxed);
+        assert_eq!(picks(&p, 6), [0, 6, 0]);
     }
 }
