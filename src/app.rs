@@ -140,11 +140,35 @@ pub fn explain(c: &Config) -> String {
         c.shards.len(),
         c.pool.size
     ));
+    let server = |url: &str| {
+        crate::data::pool::BackendAddr::parse(url)
+            .map(|a| {
+                let tls = if a.tries_tls() {
+                    a.ssl.mode.as_str()
+                } else {
+                    "off"
+                };
+                format!(
+                    "{} db {} as {}, sslmode {tls}",
+                    a.display(),
+                    a.database,
+                    a.user
+                )
+            })
+            .unwrap_or_default()
+    };
     for sh in &c.shards {
-        let addr = crate::data::pool::BackendAddr::parse(&sh.url)
-            .map(|a| format!("{} db {} as {}", a.display(), a.database, a.user))
-            .unwrap_or_default();
-        s.push_str(&format!("  {}: {}\n", sh.name, addr));
+        s.push_str(&format!("  {}: {}\n", sh.name, server(&sh.url)));
+        for r in &sh.replicas {
+            s.push_str(&format!("    replica {}\n", server(r)));
+        }
+    }
+    if c.shards.iter().any(|sh| !sh.replicas.is_empty()) {
+        let r = &c.replicas;
+        s.push_str(&format!(
+            "replicas: reads {} ({}), out of rotation past {} ms lag, checked every {} ms\n",
+            r.target_session, r.read_policy, r.max_replica_lag_ms, r.check_interval_ms
+        ));
     }
     s.push_str(&format!("{} tables:\n", c.tables.len()));
     for t in &c.tables {

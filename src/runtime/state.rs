@@ -213,6 +213,8 @@ impl Proxy {
         );
         self.runtime.store(Arc::new(next));
         self.generation.fetch_add(1, Ordering::Release);
+        // New shards or replicas to watch.
+        crate::data::pool::health::wake();
         tracing::info!("{summary}");
         Ok(summary)
     }

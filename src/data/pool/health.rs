@@ -64,7 +64,8 @@ pub fn format_lsn(lsn: u64) -> String {
     format!("{:X}/{:X}", lsn >> 32, lsn & 0xffff_ffff)
 }
 
-/// Runs rounds until the proxy is gone (spawned by `app::bind`).
+/// Runs rounds until the proxy is gone (spawned by `app::bind`). A proxy
+/// whose shards have no replicas only waits for a RELOAD.
 pub async fn run(proxy: Weak<Proxy>) {
     loop {
         let (pools, interval) = {
@@ -83,6 +84,12 @@ pub async fn run(proxy: Weak<Proxy>) {
                 Duration::from_millis(rt.config.replicas.check_interval_ms),
             )
         };
+        if pools.is_empty() {
+            // Nothing to watch: no timer either, until a RELOAD (which
+            // wakes this) brings a shard with replicas.
+            WAKE.notified().await;
+            continue;
+        }
         let rounds: Vec<_> = pools
             .into_iter()
             .map(|p| tokio::spawn(async move { check_shard(&p).await }))
