@@ -15,7 +15,11 @@
 # shutdown are left out.
 #
 # Environment: N=10000 transactions, PROXY_BIN=target/release/shardproxy,
-# MODES="simple extended", TARGETS="shardproxy pgbouncer".
+# MODES="simple extended", TARGETS="shardproxy pgbouncer" (add
+# shardproxy-tls for the proxy with sslmode=require to the shard: the
+# server then runs with ssl = on and a self-signed certificate; the other
+# targets reach it in plain TCP, sslmode=disable / server_tls_sslmode =
+# disable).
 # Runs as root on a Debian-like machine with Postgres 15; the cluster and
 # pgbouncer run as the `postgres` user, and are stopped by PID or pg_ctl.
 set -euo pipefail
@@ -54,8 +58,16 @@ PROXY_PORT=$(free_port)
 BOUNCER_PORT=$(free_port)
 
 runuser -u postgres -- "$PGBIN/initdb" -D "$WORK/pg" -A trust -U postgres --no-sync -E UTF8 >/dev/null
+SSL_OPTS=""
+if [[ " $TARGETS " == *" shardproxy-tls "* ]]; then
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=localhost \
+        -keyout "$WORK/server.key" -out "$WORK/server.crt" >/dev/null 2>&1
+    chown postgres "$WORK/server.key" "$WORK/server.crt"
+    chmod 600 "$WORK/server.key"
+    SSL_OPTS="-c ssl=on -c ssl_cert_file=$WORK/server.crt -c ssl_key_file=$WORK/server.key"
+fi
 runuser -u postgres -- "$PGBIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg.log" -w -o \
-    "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" \
+    "-p $PG_PORT -k $WORK -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off $SSL_OPTS" \
     start >/dev/null
 psql -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -c "CREATE DATABASE bench" >/dev/null
 pgbench -i -s 1 -q -h 127.0.0.1 -p "$PG_PORT" -U postgres bench >/dev/null 2>&1
@@ -74,13 +86,14 @@ password = "unused-with-trust"
 
 [[shards]]
 name = "s0"
-url = "postgres://postgres@127.0.0.1:$PG_PORT/bench"
+url = "postgres://postgres@127.0.0.1:$PG_PORT/bench?sslmode=disable"
 
 [[tables]]
 name = "pgbench_accounts"
 shard_key = "aid"
 key_type = "integer"
 EOF
+sed "s/sslmode=disable/sslmode=require/" "$WORK/proxy.toml" >"$WORK/proxy-tls.toml"
 echo '"postgres" ""' >"$WORK/userlist.txt"
 cat >"$WORK/pgbouncer.ini" <<EOF
 [databases]
@@ -92,6 +105,7 @@ unix_socket_dir =
 auth_type = trust
 auth_file = $WORK/userlist.txt
 pool_mode = transaction
+server_tls_sslmode = disable
 logfile = $WORK/pgbouncer.log
 pidfile = $WORK/pgbouncer.pid
 EOF
@@ -110,10 +124,12 @@ wait_port() {
 # 500 warm-up ones.
 count() {
     local target=$1 mode=$2 port pid as=() out="$WORK/cg.$1.$2"
-    if [ "$target" = shardproxy ]; then
+    if [ "$target" = shardproxy ] || [ "$target" = shardproxy-tls ]; then
         port=$PROXY_PORT
+        local config="$WORK/proxy.toml"
+        [ "$target" = shardproxy-tls ] && config="$WORK/proxy-tls.toml"
         RUST_LOG=warn setsid valgrind --tool=callgrind --callgrind-out-file="$out" \
-            "$PROXY_BIN" serve --config "$WORK/proxy.toml" >"$out.log" 2>&1 &
+            "$PROXY_BIN" serve --config "$config" >"$out.log" 2>&1 &
         pid=$!
     else
         # pgbouncer refuses to run as root; callgrind_control must then be

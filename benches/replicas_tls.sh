@@ -15,7 +15,7 @@
 #   sudo flock /work/wt/NOTES/bench.lock bash benches/replicas_tls.sh
 #
 # Environment: T=15 seconds per pgbench round, ROUNDS=3, CLIENTS=16,
-# FAILOVERS=3, SCALE=10, PROXY_BIN, PROBE_BIN. Runs as root on a
+# FAILOVERS=3, SCALE=10, PARTS="reads tls failover", PROXY_BIN, PROBE_BIN. Runs as root on a
 # Debian-like machine with Postgres 15; clusters run as the postgres user
 # and are stopped by pg_ctl, proxies by PID. Every server shares the same
 # cores, so the replica figures are ratios on one machine, not scale-out.
@@ -27,6 +27,7 @@ ROUNDS=${ROUNDS:-3}
 CLIENTS=${CLIENTS:-16}
 FAILOVERS=${FAILOVERS:-3}
 SCALE=${SCALE:-10}
+PARTS=${PARTS:-reads tls failover}
 PROXY_BIN=${PROXY_BIN:-target/release/shardproxy}
 PROBE_BIN=${PROBE_BIN:-target/debug/examples/failover_probe}
 PGBIN=${PGBIN:-$(ls -d /usr/lib/postgresql/15/bin 2>/dev/null || ls -d /usr/lib/postgresql/*/bin | tail -1)}
@@ -148,9 +149,11 @@ latency() { awk '/^latency average/ {print $4; exit}'; }
 
 echo "# replicas_tls.sh: T=$T ROUNDS=$ROUNDS CLIENTS=$CLIENTS FAILOVERS=$FAILOVERS SCALE=$SCALE"
 echo "# $(date -u +%FT%TZ) $(nproc) cores; load: $(uptime | sed 's/.*load average: //')"
-echo "# proxy: $PROXY_BIN ($(git rev-parse --short HEAD 2>/dev/null || echo '?'))"
+echo "# proxy: $PROXY_BIN; checkout at $(git rev-parse --short HEAD 2>/dev/null || echo '?')"
+part() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # --- 1 and 2: one primary, two replicas --------------------------------
+if part reads || part tls; then
 P=$(free_port); R1=$(free_port); R2=$(free_port)
 new_primary "$WORK/p" "$P"
 psql -X -q -h 127.0.0.1 -p "$P" -U postgres -d postgres -c "CREATE DATABASE bench"
@@ -168,6 +171,8 @@ for x in "$X0" "$X1" "$X2" "$XT"; do
     pgbench -n -S -c 4 -j 2 -T 2 -h 127.0.0.1 -p "$x" -U postgres bench >/dev/null 2>&1
 done
 
+fi
+if part reads; then
 echo
 echo "## read throughput, pgbench -S -c $CLIENTS -j 2 -T $T, one shard"
 declare -A SUM=()
@@ -188,6 +193,8 @@ done
 echo "reads per server at the end (SHOW POOLS checkouts, 2-replica proxy):"
 psql -X -h 127.0.0.1 -p "$X2" -U admin -d shardproxy -Atc "SHOW POOLS" | awk -F'|' '{print "  " $8 " " $9 " " $10}'
 
+fi
+if part tls; then
 echo
 echo "## TLS to the shard: sslmode=disable vs require, pgbench -S"
 SUM_LP=0; SUM_LT=0; SUM_TP=0; SUM_TT=0
@@ -205,8 +212,10 @@ printf "1 client: +%.1f us per statement with TLS (%.3f ms vs %.3f ms)\n" \
     "$(echo "$SUM_LT / $ROUNDS" | bc -l)" "$(echo "$SUM_LP / $ROUNDS" | bc -l)"
 printf "%d clients: TLS tps / plain tps = %.3f\n" "$CLIENTS" "$(echo "$SUM_TT / $SUM_TP" | bc -l)"
 psql -X -h 127.0.0.1 -p "$P" -U postgres -d bench -Atc \
-    "SELECT 'backends of the TLS proxy using TLS: ' || count(*) FROM pg_stat_ssl WHERE ssl"
+    "SELECT 'backends using TLS (the TLS proxy''s): ' || count(*) FROM pg_stat_ssl WHERE ssl AND pid <> pg_backend_pid()"
+fi
 
+if part failover; then
 echo
 echo "## failover: primary stopped (immediate), replica promoted at once; a writer every 5 ms"
 for f in $(seq "$FAILOVERS"); do
@@ -225,16 +234,26 @@ for f in $(seq "$FAILOVERS"); do
     pg "$PGBIN/pg_ctl" -D "$WORK/f$f-r" -w promote >/dev/null
     promoted=$(date +%s%6N)
     wait "$probe"
-    first=$(awk -v t="$loss" '$1 > t && $2 == "ok" {print $1; exit}' "$WORK/probe$f.log")
+    # The primary is lost once the immediate shutdown has returned (writes
+    # acknowledged while it ran were still served by it).
+    first=$(awk -v t="$stopped" '$1 > t && $2 == "ok" {print $1; exit}' "$WORK/probe$f.log")
+    # What the writer saw: its last success before the outage, its first after.
+    read -r last_ok resumed < <(awk -v t="$loss" '
+        $1 <= t && $2 == "ok" {last = $1}
+        $1 > t && $2 == "err" && !e {e = 1}
+        $1 > t && $2 == "ok" && !e {last = $1}
+        $1 > t && $2 == "ok" && e {print last, $1; exit}' "$WORK/probe$f.log")
     oks=$(grep -c " ok " "$WORK/probe$f.log")
     errs=$(awk -v t="$loss" '$1 > t && $2 == "err" {n++} END {print n+0}' "$WORK/probe$f.log")
-    codes=$(awk -v t="$loss" '$1 > t && $2 == "err" {print $3}' "$WORK/probe$f.log" | sort | uniq -c | tr '\n' ' ')
+    codes=$(awk -v t="$loss" '$1 > t && $2 == "err" {print $3}' "$WORK/probe$f.log" | sort | uniq -c | tr -s ' \n' ' ')
     rows=$(psql -X -h 127.0.0.1 -p "$FR" -U postgres -d postgres -Atc "SELECT count(*) FROM probe")
     dup=$(psql -X -h 127.0.0.1 -p "$FR" -U postgres -d postgres -Atc \
         "SELECT count(*) - count(DISTINCT id) FROM probe")
-    printf "failover %d: loss -> first write on the promoted replica %.0f ms (stop %.0f ms, promote %.0f ms, proxy after promote %.0f ms); %d failed writes (%s); %d acknowledged, %s rows on the new primary, %s duplicates\n" \
-        "$f" "$(echo "($first - $loss) / 1000" | bc -l)" "$(echo "($stopped - $loss) / 1000" | bc -l)" \
+    printf "failover %d: primary gone -> first write on the promoted replica %.0f ms (of which pg_ctl promote -w %.0f ms, the proxy after it %.0f ms); the writer's gap %.0f ms (last write before, first after); %d failed writes (%s); %d acknowledged, %s rows on the new primary, %s duplicates\n" \
+        "$f" "$(echo "($first - $stopped) / 1000" | bc -l)" \
         "$(echo "($promoted - $stopped) / 1000" | bc -l)" "$(echo "($first - $promoted) / 1000" | bc -l)" \
+        "$(echo "($resumed - $last_ok) / 1000" | bc -l)" \
         "$errs" "$codes" "$oks" "$rows" "$dup"
 done
+fi
 echo "# end $(date -u +%FT%TZ); load: $(uptime | sed 's/.*load average: //')"
