@@ -37,8 +37,10 @@ impl BackendStream {
     }
 }
 
+// The plain TCP arm is inlined into the relay; the others are out of line,
+// so the hot path's code stays what it was before TLS existed.
 impl AsyncRead for BackendStream {
-    #[inline]
+    #[inline(always)]
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -46,14 +48,13 @@ impl AsyncRead for BackendStream {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             BackendStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            BackendStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            other => other.poll_read_other(cx, buf),
         }
     }
 }
 
 impl AsyncWrite for BackendStream {
-    #[inline]
+    #[inline(always)]
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -61,8 +62,7 @@ impl AsyncWrite for BackendStream {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             BackendStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            BackendStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            other => other.poll_write_other(cx, buf),
         }
     }
 
@@ -79,6 +79,30 @@ impl AsyncWrite for BackendStream {
             BackendStream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             BackendStream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+impl BackendStream {
+    #[inline(never)]
+    fn poll_read_other(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self {
+            BackendStream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            BackendStream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+
+    #[inline(never)]
+    fn poll_write_other(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            BackendStream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            BackendStream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            BackendStream::Unix(s) => Pin::new(s).poll_write(cx, buf),
         }
     }
 }

@@ -92,7 +92,11 @@ impl Session {
                 })?
                 .clone();
             // A read fanned out outside a transaction may use replicas.
-            let checkout = if self.replica_read && self.tx == b'I' && self.others.is_empty() {
+            let checkout = if self.replica_read
+                && pool.has_replicas()
+                && self.tx == b'I'
+                && self.others.is_empty()
+            {
                 pool.checkout_read().await?
             } else {
                 pool.checkout().await?

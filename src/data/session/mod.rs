@@ -378,7 +378,7 @@ impl Session {
         };
         // Settings first: replayed inside the client's transaction they
         // would be undone by its ROLLBACK while the fingerprint stayed.
-        let checkout = if self.replica_read && self.pending_begin.is_none() {
+        let checkout = if self.replica_read && pool.has_replicas() && self.pending_begin.is_none() {
             pool.checkout_read().await?
         } else {
             pool.checkout().await?
