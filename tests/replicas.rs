@@ -142,6 +142,18 @@ async fn reads_go_to_replicas_in_rotation() {
         assert_eq!(got, want);
     }
 
+    // A cancel reaches the replica running the statement.
+    let sleeper = common::connect(&p.url()).await;
+    let token = sleeper.cancel_token();
+    let running = tokio::spawn(async move { sleeper.simple_query("SELECT pg_sleep(30)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    token.cancel_query(tokio_postgres::NoTls).await.unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("the cancel reached the replica")
+        .unwrap();
+    assert_eq!(code_of(&r.unwrap_err()), "57014");
+
     // Writes, transactions and every opt-out: the primary.
     assert_eq!(write_port(&c, 1000).await.unwrap(), pp);
     c.batch_execute("BEGIN").await.unwrap();
