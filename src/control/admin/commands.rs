@@ -21,6 +21,7 @@ pub enum Command {
     ShowVersion,
     ShowShardmap,
     ShowRoute { table: String, key: String },
+    ShowHot,
     Reload,
     Shutdown,
 }
@@ -107,6 +108,12 @@ pub const COMMANDS: &[Spec] = &[
             Ok([table, key]) => Ok(Command::ShowRoute { table, key }),
             Err(_) => Err("takes a table name and a key".into()),
         },
+    },
+    Spec {
+        words: &["SHOW", "HOT"],
+        args: "",
+        about: "load of the last hot.window_secs: shards, hottest hash intervals and shard keys, with their share",
+        build: |a| no_args(a, Command::ShowHot),
     },
     Spec {
         words: &["RELOAD"],

@@ -296,10 +296,14 @@ impl Session {
                         formats: bp.formats,
                     };
                     binds += 1;
-                    let d = self.dispatch(plan, &params).map_err(|e| RouteFailure {
-                        error: e,
-                        at_bind: Some(frame_start(batch, body)),
-                    })?;
+                    let mut key = None;
+                    let d = self
+                        .dispatch(plan, &params, &mut key)
+                        .map_err(|e| RouteFailure {
+                            error: e,
+                            at_bind: Some(frame_start(batch, body)),
+                        })?;
+                    self.load.key(key, &self.proxy.load, &self.rt);
                     chosen =
                         match (chosen, d) {
                             (Dispatch::Any, d) => d,

@@ -58,6 +58,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
     let rt = proxy.runtime();
     info.set_session_runtime(rt.clone());
     let max = rt.config.proxy.max_message_bytes;
+    let hot_on = rt.config.hot.enabled;
     let mut s = Session {
         settings: Settings::from_startup(&hs.params),
         proxy,
@@ -90,6 +91,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         many_running: false,
         standard_strings_off: false,
         last_plan: Default::default(),
+        load: crate::data::load::SessionTally::new(hot_on),
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -172,6 +174,8 @@ pub struct Session {
     /// A backend reported standard_conforming_strings off: the session ends
     /// before its next message.
     standard_strings_off: bool,
+    /// This client's load not yet merged into `proxy.load`.
+    load: crate::data::load::SessionTally,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
@@ -260,6 +264,8 @@ impl Session {
                         self.last_plan = Default::default();
                     }
                     self.info.set_session_runtime(current.clone());
+                    self.load
+                        .set_on(current.config.hot.enabled, &self.proxy.load, &self.rt);
                     self.rt = current;
                     self.rt_generation = generation;
                 }
@@ -490,6 +496,7 @@ impl Session {
     /// End of session: a backend left inside a transaction is rolled back and
     /// returned to the pool in the background.
     async fn finish(&mut self) {
+        self.load.flush(&self.proxy.load, &self.rt);
         // The backends go back to their pools (after a reset) while this
         // client may still be registered: no cancel may reach them now.
         self.info.clear_running_one();
