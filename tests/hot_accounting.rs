@@ -87,7 +87,8 @@ async fn show_hot_after(
 async fn show_hot_ranks_the_hot_key_and_interval_first_with_true_shares() {
     within(90, async {
         let c = temp_cluster();
-        let p = four_shards(&c, "", true).await;
+        let mport = shardproxy::control::cluster::free_port();
+        let p = four_shards(&c, &format!("metrics.listen = \"127.0.0.1:{mport}\""), true).await;
         let setup = connect(&p.url()).await;
         setup
             .batch_execute("CREATE TABLE kv (k bigint PRIMARY KEY, v bigint NOT NULL DEFAULT 0)")
@@ -182,6 +183,58 @@ async fn show_hot_ranks_the_hot_key_and_interval_first_with_true_shares() {
         // Rows: every UPDATE and SELECT touched one row.
         let counted_rows: u64 = rows[0][6].as_deref().unwrap().parse().unwrap();
         assert!(counted_rows >= 4000, "{rows:?}");
+
+        // The advice starts from the same load: step 0 is what SHOW HOT says.
+        let advice = text_rows(&admin, "SHOW REBALANCE ADVICE").await;
+        assert_eq!(advice[0][1].as_deref(), Some("measured"), "{advice:?}");
+        assert!(advice[0][2]
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("{relayed} statements")));
+        assert!(
+            advice[0][6].as_deref().unwrap().starts_with(&hot_shard),
+            "{advice:?}"
+        );
+        assert_eq!(
+            advice.last().unwrap()[1].as_deref(),
+            Some("stop"),
+            "{advice:?}"
+        );
+
+        // The metrics say the same, with no per-key label.
+        let mut text = String::new();
+        for _ in 0..30 {
+            text = http_get(mport, "/metrics").await;
+            if sample(&text, "shardproxy_hot_key_share{group=\"default\"}").unwrap_or(0.0) > 0.0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let hot_key = sample(&text, "shardproxy_hot_key_share{group=\"default\"}").unwrap();
+        assert!((hot_key - truth(1200)).abs() < 0.03, "{text}");
+        let hot_load = sample(
+            &text,
+            &format!("shardproxy_shard_load_share{{shard=\"{hot_shard}\"}}"),
+        )
+        .unwrap();
+        assert!((hot_load - share(shard_rows[0])).abs() < 0.01, "{text}");
+        assert!(
+            sample(&text, "shardproxy_load_imbalance").unwrap() > 1.2,
+            "{text}"
+        );
+        let bucket = format!(
+            "{:x}",
+            shardproxy::data::router::hash_key(&shardproxy::data::router::KeyValue::Int(HOT))
+                .unwrap()
+                >> 60
+        );
+        let keyed = sample(
+            &text,
+            &format!("shardproxy_keyed_statements_total{{group=\"default\",bucket=\"{bucket}\"}}"),
+        )
+        .unwrap();
+        assert!(keyed >= 1200.0, "{text}");
+        assert!(!text.contains("key=\""), "no per-key labels: {text}");
 
         // With hot.enabled = false the shards are still measured, keys not.
         let off = four_shards(&c, "hot.enabled = false", false).await;

@@ -2,5 +2,6 @@
 //! the proxy (local Postgres clusters for the demo and the tests).
 
 pub mod admin;
+pub mod advice;
 pub mod cluster;
 pub mod twophase;

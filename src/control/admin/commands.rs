@@ -22,6 +22,7 @@ pub enum Command {
     ShowShardmap,
     ShowRoute { table: String, key: String },
     ShowHot,
+    ShowAdvice,
     Reload,
     Shutdown,
 }
@@ -114,6 +115,12 @@ pub const COMMANDS: &[Spec] = &[
         args: "",
         about: "load of the last hot.window_secs: shards, hottest hash intervals and shard keys, with their share",
         build: |a| no_args(a, Command::ShowHot),
+    },
+    Spec {
+        words: &["SHOW", "REBALANCE", "ADVICE"],
+        args: "",
+        about: "moves that bring the busiest shard closest to the mean, from SHOW HOT's load, with the predicted load after each",
+        build: |a| no_args(a, Command::ShowAdvice),
     },
     Spec {
         words: &["RELOAD"],

@@ -118,3 +118,87 @@ pub fn show_hot(load: &LoadSnapshot, map: &ShardMap, keys_on: bool) -> ResultSet
 fn ms(us: u64) -> String {
     format!("{:.1}", us as f64 / 1000.0)
 }
+
+/// Columns of `SHOW REBALANCE ADVICE`.
+pub const SHOW_ADVICE_COLUMNS: &[&str] = &[
+    "step", "action", "detail", "from", "to", "moved", "busiest", "shares",
+];
+
+/// `SHOW REBALANCE ADVICE`: the measured load (step 0), each proposed move
+/// with the predicted load after it, and why the advice stops there.
+pub fn show_advice(load: &LoadSnapshot, map: &ShardMap) -> ResultSet {
+    use crate::control::advice::{advise, describe, Action, AdviceOptions};
+    let advice = advise(load, map, &AdviceOptions::default());
+    let total = advice.total();
+    let names = map.shard_names();
+    let share = |n: u64| {
+        percent(if total == 0 {
+            0.0
+        } else {
+            n as f64 / total as f64
+        })
+    };
+    let busiest = |l: &[u64]| {
+        let (i, &m) = l
+            .iter()
+            .enumerate()
+            .max_by_key(|(i, m)| (**m, std::cmp::Reverse(*i)))
+            .unwrap_or((0, &0));
+        let mean = total as f64 / l.len().max(1) as f64;
+        let times = if mean > 0.0 { m as f64 / mean } else { 0.0 };
+        format!(
+            "{} {} ({times:.2}x the mean)",
+            names.get(i).map_or("?", |s| s.as_str()),
+            share(m)
+        )
+    };
+    let shares = |l: &[u64]| {
+        l.iter()
+            .enumerate()
+            .map(|(i, &n)| format!("{} {}", names.get(i).map_or("?", |s| s.as_str()), share(n)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut r = ResultSet::new(SHOW_ADVICE_COLUMNS);
+    r.rows.push(vec![
+        Some("0".into()),
+        Some("measured".into()),
+        Some(format!(
+            "{} statements in {} s (map epoch {})",
+            total, load.secs, load.epoch
+        )),
+        None,
+        None,
+        None,
+        Some(busiest(&advice.before)),
+        Some(shares(&advice.before)),
+    ]);
+    for (i, p) in advice.steps.iter().enumerate() {
+        let action = match p.action {
+            Action::PinKey { .. } => "pin key",
+            Action::SplitInterval { .. } => "split interval",
+            Action::MoveInterval { .. } => "move interval",
+        };
+        r.rows.push(vec![
+            Some((i + 1).to_string()),
+            Some(action.into()),
+            Some(describe(p, map)),
+            names.get(p.from).cloned(),
+            names.get(p.to).cloned(),
+            Some(share(p.moved)),
+            Some(busiest(&p.after)),
+            Some(shares(&p.after)),
+        ]);
+    }
+    r.rows.push(vec![
+        Some((advice.steps.len() + 1).to_string()),
+        Some("stop".into()),
+        Some(advice.why_stop.clone()),
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]);
+    r
+}

@@ -11,7 +11,7 @@
 //! - [`commands`]: splitting a query string and parsing commands
 //! - [`show`]: the `SHOW` result sets; [`config_view`]: `SHOW CONFIG`
 //! - [`routing`]: `SHOW SHARDMAP`, `SHOW ROUTE`
-//! - [`hot`]: `SHOW HOT`
+//! - [`hot`]: `SHOW HOT`, `SHOW REBALANCE ADVICE`
 //! - [`actions`]: `RELOAD`, `SHUTDOWN`
 
 pub mod actions;
@@ -88,6 +88,9 @@ async fn execute(proxy: &Arc<Proxy>, cmd: Command) -> Result<Reply, SqlError> {
             &rt.map,
             rt.config.hot.enabled,
         )),
+        Command::ShowAdvice => {
+            Reply::Rows(hot::show_advice(&proxy.load.snapshot(&rt.map), &rt.map))
+        }
         Command::Reload => return actions::reload(proxy).await,
         Command::Shutdown => actions::shutdown(proxy),
     })

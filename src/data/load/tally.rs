@@ -81,7 +81,7 @@ impl SessionTally {
 
     /// Rows a statement on shard `shard` returned or changed.
     #[inline]
-    pub fn rows(&mut self, shard: usize, n: u64) {
+    pub fn rows(&mut self, shard: usize, n: u64, board: &LoadBoard, rt: &Runtime) {
         if !self.on || n == 0 {
             return;
         }
@@ -89,6 +89,9 @@ impl SessionTally {
             self.rows.resize(shard + 1, 0);
         }
         self.rows[shard] += n;
+        if board.tick() != self.seen_tick {
+            self.flush(board, rt);
+        }
     }
 
     /// Merges everything buffered into the board.

@@ -125,7 +125,8 @@ impl Session {
                 }
                 b'C' if self.fan_hold.is_none() => {
                     let rows = crate::data::load::command_rows(f.body(bytes));
-                    self.load.rows(self.lease_shard, rows);
+                    self.load
+                        .rows(self.lease_shard, rows, &self.proxy.load, &self.rt);
                 }
                 b'G' => {
                     end = Run::CopyIn;
@@ -321,7 +322,8 @@ impl Session {
                         self.emit(bytes);
                         if t == b'C' && self.fan_hold.is_none() {
                             let rows = crate::data::load::command_rows(frame.body(bytes));
-                            self.load.rows(self.lease_shard, rows);
+                            self.load
+                                .rows(self.lease_shard, rows, &self.proxy.load, &self.rt);
                         }
                     }
                     swallowing = false;
