@@ -62,7 +62,10 @@ pub use plan::{
     AggKind, CopyFormat, CopySpec, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
     StmtPlan, Target,
 };
-pub use resolve::{key_value, resolve, resolve_stmt, Params, Route, RouteError};
+pub use resolve::{
+    key_value, resolve, resolve_keyed, resolve_stmt, resolve_stmt_keyed, Params, Route, RouteError,
+    RoutedKey,
+};
 
 /// sqlparser's nesting limit (its default, stated here so it is a decision).
 pub const RECURSION_LIMIT: usize = 50;

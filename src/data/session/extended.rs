@@ -300,10 +300,14 @@ impl Session {
                     };
                     binds += 1;
                     reads_only &= plan.replica_ok;
-                    let d = self.dispatch(plan, &params).map_err(|e| RouteFailure {
-                        error: e,
-                        at_bind: Some(frame_start(batch, body)),
-                    })?;
+                    let mut key = None;
+                    let d = self
+                        .dispatch(plan, &params, &mut key)
+                        .map_err(|e| RouteFailure {
+                            error: e,
+                            at_bind: Some(frame_start(batch, body)),
+                        })?;
+                    self.load.key(key, &self.proxy.load, &self.rt);
                     chosen =
                         match (chosen, d) {
                             (Dispatch::Any, d) => d,

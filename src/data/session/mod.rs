@@ -60,6 +60,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
     info.set_session_runtime(rt.clone());
     let max = rt.config.proxy.max_message_bytes;
     let target_primary = target::initial_target_primary(&rt.config, &hs.user);
+    let hot_on = rt.config.hot.enabled;
     let mut s = Session {
         target_primary,
         replica_read: false,
@@ -95,6 +96,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         many_running: false,
         standard_strings_off: false,
         last_plan: Default::default(),
+        load: crate::data::load::SessionTally::new(hot_on),
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -184,6 +186,8 @@ pub struct Session {
     /// The statement (or batch) being routed may be read from a replica:
     /// set where it is routed, read where backends are checked out.
     replica_read: bool,
+    /// This client's load not yet merged into `proxy.load`.
+    load: crate::data::load::SessionTally,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
@@ -272,6 +276,8 @@ impl Session {
                         self.last_plan = Default::default();
                     }
                     self.info.set_session_runtime(current.clone());
+                    self.load
+                        .set_on(current.config.hot.enabled, &self.proxy.load, &self.rt);
                     self.rt = current;
                     self.rt_generation = generation;
                 }
@@ -509,6 +515,7 @@ impl Session {
     /// End of session: a backend left inside a transaction is rolled back and
     /// returned to the pool in the background.
     async fn finish(&mut self) {
+        self.load.flush(&self.proxy.load, &self.rt);
         // The backends go back to their pools (after a reset) while this
         // client may still be registered: no cancel may reach them now.
         self.info.clear_running_one();

@@ -44,7 +44,10 @@ impl Session {
         self.replica_read = self.may_read_replica(plan.replica_ok);
         // The rare paths are boxed: their futures are large, and inline they
         // would size every session's task for them.
-        let shard = match self.dispatch(&plan, &params) {
+        let mut key = None;
+        let routed = self.dispatch(&plan, &params, &mut key);
+        self.load.key(key, &self.proxy.load, &self.rt);
+        let shard = match routed {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
             Ok(Dispatch::Fan { shards, mode }) => {
