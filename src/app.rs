@@ -29,6 +29,7 @@ pub async fn bind(config: Config) -> Result<Bound, String> {
         let weak = Arc::downgrade(&proxy);
         tokio::spawn(run_periodically(weak, RECOVERY_INTERVAL, RECOVERY_MIN_AGE));
     }
+    crate::control::shard_checks::spawn_after_load(&proxy);
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

@@ -3,4 +3,5 @@
 
 pub mod admin;
 pub mod cluster;
+pub mod shard_checks;
 pub mod twophase;

@@ -145,6 +145,51 @@ impl Routed {
     }
 }
 
+/// Checks that every row of `table` sits on the shard that owns its integer
+/// shard key `key` (NULL keys where the map sends NULL), reading each shard
+/// directly; returns how many rows the shards hold in all.
+pub async fn assert_placement(
+    r: &Routed,
+    shards: &[tokio_postgres::Client],
+    table: &str,
+    key: &str,
+) -> i64 {
+    let mut total = 0;
+    for (i, c) in shards.iter().enumerate() {
+        let rows = c
+            .query(&format!("select {key}::int8 from {table}"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{table} on s{i}: {e:?}"));
+        for row in &rows {
+            let k: Option<i64> = row.get(0);
+            let owner = match k {
+                Some(k) => r.shard_of_int(table, k),
+                None => r.shard_of_null(table),
+            };
+            assert_eq!(
+                owner, i,
+                "{table}.{key}={k:?} found on shard s{i}, owner s{owner}"
+            );
+        }
+        total += rows.len() as i64;
+    }
+    total
+}
+
+/// Every shard's rows of `sql` (run on each shard directly), sorted: what
+/// one Postgres holding all rows would answer, unordered.
+pub async fn union_of_shards(
+    shards: &[tokio_postgres::Client],
+    sql: &str,
+) -> Vec<Vec<Option<String>>> {
+    let mut all = Vec::new();
+    for c in shards {
+        all.extend(text_rows(c, sql).await);
+    }
+    all.sort();
+    all
+}
+
 /// Rows of a simple query as text (None = NULL), from every result set.
 pub async fn text_rows(c: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
     let msgs = c

@@ -5,6 +5,7 @@
 //! transaction the load is all-or-nothing (two-phase commit).
 
 use super::fanout::{split_complete, Part};
+use super::twophase::Commit;
 use super::{End, Session};
 use crate::data::codec::error::{parse_error_fields, sqlstate};
 use crate::data::codec::{messages, SqlError};
@@ -191,7 +192,13 @@ impl Session {
             answer.verb = Some("COPY".into());
             answer.count = Some(total);
         }
-        self.complete_parts(parts, answer, in_tx, !in_tx).await
+        let commit = match (in_tx, spec) {
+            (true, _) => Commit::Skip,
+            (false, Some(_)) => Commit::Atomic,
+            // Every row to every copy of a reference table.
+            (false, None) => Commit::BestEffort,
+        };
+        self.complete_parts(parts, answer, in_tx, commit).await
     }
 
     /// Gives up before the client's COPY started: error, parts back.

@@ -11,9 +11,13 @@
 
 pub mod client_stream;
 mod copy_in;
+mod deferred_begin;
 mod extended;
 mod fanout;
 mod fanout_ext;
+mod pipeline;
+mod pipeline_relay;
+mod pipeline_wire;
 pub mod prepared;
 mod relay;
 mod route;
@@ -90,6 +94,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         many_running: false,
         standard_strings_off: false,
         last_plan: Default::default(),
+        pipe: None,
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -172,6 +177,9 @@ pub struct Session {
     /// A backend reported standard_conforming_strings off: the session ends
     /// before its next message.
     standard_strings_off: bool,
+    /// A pipeline whose statements go to several shards, open until its
+    /// Sync (see [`pipeline`]); it holds the session's backends meanwhile.
+    pipe: Option<Box<pipeline::Pipe>>,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
@@ -203,7 +211,7 @@ impl Session {
             // set before the channel fires; it catches a client whose next
             // message is always ready, so `stop` is never polled.
             stopping = stopping || self.proxy.draining.load(Ordering::Relaxed);
-            if stopping && self.lease.is_none() && self.tx == b'I' {
+            if stopping && self.lease.is_none() && self.pipe.is_none() && self.tx == b'I' {
                 return End::Fatal(
                     SqlError::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
@@ -246,7 +254,7 @@ impl Session {
                     .with_hint("Leave standard_conforming_strings on and use E'…' strings for backslash escapes."),
                 );
             }
-            if self.lease.is_none() {
+            if self.lease.is_none() && self.pipe.is_none() {
                 // Between transactions: a reloaded configuration applies
                 // from this message on (a replaced pool only takes back the
                 // leases it handed out).
@@ -496,6 +504,9 @@ impl Session {
         self.forget_many_running();
         for p in std::mem::take(&mut self.others) {
             tokio::spawn(reset_and_release(p.lease));
+        }
+        if let Some(pipe) = self.pipe.take() {
+            self.abandon_pipe(*pipe);
         }
         if let Some(lease) = self.lease.take() {
             if self.prepared_unsure {

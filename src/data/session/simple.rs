@@ -56,6 +56,15 @@ impl Session {
                 return Box::pin(self.copy_split(msg, spec.as_ref())).await
             }
             Ok(Dispatch::EndMulti { commit }) => return Box::pin(self.end_multi(commit)).await,
+            // Only routing an extended-protocol batch yields it.
+            Ok(Dispatch::Pipeline) => {
+                return self
+                    .error_and_ready(SqlError::new(
+                        crate::data::codec::error::sqlstate::INTERNAL_ERROR,
+                        "a simple query was routed as a pipeline",
+                    ))
+                    .await
+            }
             Err(e) => return self.error_and_ready(e).await,
         };
         let touches_settings = plan.touches_settings;
