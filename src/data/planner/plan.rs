@@ -262,6 +262,8 @@ pub struct CopyFormat {
     /// `HEADER`: the first line is a header. Each shard's COPY carries the same
     /// option, so the splitter sends the header line to every shard.
     pub header: bool,
+    /// `FORMAT binary` (the other fields do not apply).
+    pub binary: bool,
 }
 
 impl CopyFormat {
@@ -274,6 +276,15 @@ impl CopyFormat {
             quote: b'"',
             escape: b'"',
             header: false,
+            binary: false,
+        }
+    }
+
+    /// Binary format.
+    pub fn binary() -> CopyFormat {
+        CopyFormat {
+            binary: true,
+            ..CopyFormat::text()
         }
     }
 
@@ -286,6 +297,7 @@ impl CopyFormat {
             quote: b'"',
             escape: b'"',
             header: false,
+            binary: false,
         }
     }
 }

@@ -170,6 +170,9 @@ impl Session {
             Ok(Dispatch::EndMulti { commit }) if sync => {
                 return Box::pin(self.end_multi_extended(batch, commit)).await
             }
+            Ok(Dispatch::SplitCopy(spec)) => {
+                return Box::pin(self.copy_extended(batch, spec, sync)).await
+            }
             Ok(_) => {
                 let e = SqlError::new(
                     sqlstate::FEATURE_NOT_SUPPORTED,
@@ -258,7 +261,7 @@ impl Session {
     }
 
     /// An error raised before the batch reached a backend.
-    async fn batch_error(&mut self, e: SqlError, sync: bool) -> Result<(), End> {
+    pub(super) async fn batch_error(&mut self, e: SqlError, sync: bool) -> Result<(), End> {
         if sync {
             self.error_and_ready(e).await
         } else {

@@ -200,11 +200,26 @@ impl Session {
     /// transaction), give the backends back, and answer the client.
     pub(super) async fn complete_parts(
         &mut self,
+        parts: Vec<Part>,
+        total: Answer,
+        in_tx: bool,
+        commit: Commit,
+    ) -> Result<(), End> {
+        self.settle_parts(parts, total, in_tx, commit).await;
+        messages::ready_for_query(&mut self.out, self.tx);
+        self.flush_client().await
+    }
+
+    /// [`Session::complete_parts`] without the ReadyForQuery: the
+    /// statement's error or CommandComplete goes to the client's buffer.
+    /// Returns whether the statement succeeded.
+    pub(super) async fn settle_parts(
+        &mut self,
         mut parts: Vec<Part>,
         mut total: Answer,
         in_tx: bool,
         commit: Commit,
-    ) -> Result<(), End> {
+    ) -> bool {
         if let Some((err, _)) = total.error.take() {
             if in_tx {
                 self.put_parts(parts);
@@ -216,17 +231,18 @@ impl Session {
                 self.finish_parts(parts);
             }
             self.out.extend_from_slice(&err);
-            messages::ready_for_query(&mut self.out, self.tx);
-            return self.flush_client().await;
+            return false;
         }
         if in_tx {
             self.put_parts(parts);
         } else {
             if commit != Commit::Skip {
                 if let Err(e) = self.commit_all(&mut parts, commit).await {
+                    // Closed, not reused: their state after a failed commit is unknown.
                     drop(parts);
                     self.publish_running();
-                    return self.error_and_ready(e).await;
+                    e.encode(&mut self.out);
+                    return false;
                 }
             }
             self.finish_parts(parts);
@@ -241,8 +257,7 @@ impl Session {
             (Some(verb), None) => messages::command_complete(&mut self.out, verb),
             (None, _) => {}
         }
-        messages::ready_for_query(&mut self.out, self.tx);
-        self.flush_client().await
+        true
     }
 
     /// Returns fan-out backends to their pools (they are idle and clean).

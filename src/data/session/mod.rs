@@ -10,6 +10,7 @@
 //! - [`prepared`] and [`settings`]: state that must survive transaction pooling
 
 pub mod client_stream;
+mod copy_extended;
 mod copy_in;
 mod deferred_begin;
 mod extended;
