@@ -1,4 +1,5 @@
-//! pgbench through the proxy on three real shards: `pgbench -i` (DDL, COPY
+//! pgbench through the proxy on three real shards, with a config that sets
+//! nothing about two-phase commit: `pgbench -i` (DDL, COPY
 //! without a column list inside a transaction spanning every shard, VACUUM,
 //! primary keys) must complete with every row on the shard that owns its key,
 //! then pgbench's built-in select-only script (`-S -M prepared`, 4 clients;
@@ -43,7 +44,8 @@ async fn pgbench_init_and_select_only_through_the_proxy() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(10);
-    let r = Routed::start(3, false, true, TABLES).await;
+    // A fresh config: two-phase commit is on by default.
+    let r = Routed::start_fresh(3, false, TABLES).await;
     let started = std::time::Instant::now();
     let init = tokio::task::block_in_place(|| pgbench(&r, &["-i", "-s", &scale.to_string(), "-q"]));
     eprintln!(

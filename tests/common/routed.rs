@@ -49,6 +49,27 @@ impl Routed {
     /// Starts `n` shards (+ an oracle when `oracle`), writes the config built
     /// by [`config_text`] and serves the proxy on a free port.
     pub async fn start(n: usize, oracle: bool, two_pc: bool, tables: &str) -> Routed {
+        Routed::start_with(n, oracle, |port, urls| {
+            config_text(port, urls, two_pc, tables)
+        })
+        .await
+    }
+
+    /// Like [`Routed::start`] with a config that leaves
+    /// `proxy.two_phase_commit` at its default, as a new user's would.
+    pub async fn start_fresh(n: usize, oracle: bool, tables: &str) -> Routed {
+        Routed::start_with(n, oracle, |port, urls| {
+            config_text(port, urls, true, tables).replace("two_phase_commit = true\n", "")
+        })
+        .await
+    }
+
+    /// Starts the clusters and serves the config `text(port, shard urls)`.
+    pub async fn start_with(
+        n: usize,
+        oracle: bool,
+        text: impl FnOnce(u16, &[String]) -> String,
+    ) -> Routed {
         let mut clusters =
             tokio::task::spawn_blocking(move || temp_clusters(n + usize::from(oracle)))
                 .await
@@ -58,7 +79,7 @@ impl Routed {
         let dir = temp_dir();
         let config_path = dir.path().join("shardproxy.toml");
         let port = free_port();
-        std::fs::write(&config_path, config_text(port, &urls, two_pc, tables)).unwrap();
+        std::fs::write(&config_path, text(port, &urls)).unwrap();
         let config = shardproxy::config::Config::load(&config_path).unwrap();
         let b = shardproxy::app::bind(config).await.unwrap();
         let serve = tokio::spawn(shardproxy::runtime::listener::serve(
