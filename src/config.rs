@@ -92,7 +92,7 @@ impl Default for ProxyConfig {
             tls_cert: None,
             tls_key: None,
             max_message_bytes: 64 << 20,
-            two_phase_commit: false,
+            two_phase_commit: true,
             workers: default_workers(),
         }
     }
