@@ -29,6 +29,8 @@ pub struct Config {
     #[serde(default)]
     pub lookup: Vec<LookupConfig>,
     #[serde(default)]
+    pub hot: HotConfig,
+    #[serde(default)]
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub replicas: ReplicasConfig,
@@ -90,7 +92,7 @@ impl Default for ProxyConfig {
             tls_cert: None,
             tls_key: None,
             max_message_bytes: 64 << 20,
-            two_phase_commit: false,
+            two_phase_commit: true,
             workers: default_workers(),
         }
     }
@@ -246,6 +248,46 @@ impl Default for ReplicasConfig {
             read_policy: "round_robin".into(),
             max_replica_lag_ms: 1000,
             check_interval_ms: 500,
+        }
+    }
+}
+
+/// `[hot]`: load accounting (`SHOW HOT`, `SHOW REBALANCE ADVICE`, the load
+/// metrics) and the opt-in automatic rebalancing that acts on its advice.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HotConfig {
+    /// Count shard-key values, hash intervals and rows per statement (the
+    /// per-shard statement and busy-time figures are kept either way).
+    pub enabled: bool,
+    /// The sliding window `SHOW HOT` and the advice look at, in seconds.
+    pub window_secs: u64,
+    /// The window is kept as this many slots; the oldest is dropped as a
+    /// new one starts (every `window_secs / slots` seconds).
+    pub slots: usize,
+    /// Shard-key values the top-k sketch tracks per slot.
+    pub top_keys: usize,
+    /// Apply the advice's first move by itself when the thresholds below are met.
+    pub auto: bool,
+    /// Auto acts when the busiest shard's statements exceed the mean by this factor.
+    pub auto_threshold: f64,
+    /// ... and the window holds at least this many statements.
+    pub auto_min_statements: u64,
+    /// Seconds after a move (by auto or by hand) before auto acts again.
+    pub auto_cooldown_secs: u64,
+}
+
+impl Default for HotConfig {
+    fn default() -> Self {
+        HotConfig {
+            enabled: true,
+            window_secs: 60,
+            slots: 6,
+            top_keys: 64,
+            auto: false,
+            auto_threshold: 1.5,
+            auto_min_statements: 10_000,
+            auto_cooldown_secs: 600,
         }
     }
 }
@@ -425,9 +467,50 @@ impl Config {
                 return Err(format!("metrics.listen: '{m}' is not host:port"));
             }
         }
+        self.hot.validate()
+    }
+}
+
+impl HotConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=360).contains(&self.slots) {
+            return Err(format!(
+                "hot.slots: {} is not between 1 and 360",
+                self.slots
+            ));
+        }
+        if self.window_secs < self.slots as u64
+            || !self.window_secs.is_multiple_of(self.slots as u64)
+        {
+            return Err(format!(
+                "hot.window_secs: {} must be a whole multiple of hot.slots ({}), e.g. {}",
+                self.window_secs,
+                self.slots,
+                self.slots * 10
+            ));
+        }
+        if !(1..=4096).contains(&self.top_keys) {
+            return Err(format!(
+                "hot.top_keys: {} is not between 1 and 4096",
+                self.top_keys
+            ));
+        }
+        if !(self.auto_threshold > 1.0 && self.auto_threshold.is_finite()) {
+            return Err(format!(
+                "hot.auto_threshold: {} must be above 1.0 (the busiest shard's load over the mean)",
+                self.auto_threshold
+            ));
+        }
+        if self.auto && !self.enabled {
+            return Err(
+                "hot.auto needs hot.enabled = true (advice comes from the load accounting)".into(),
+            );
+        }
         Ok(())
     }
+}
 
+impl Config {
     /// The table entry for `name` (case-insensitive, schema prefix ignored).
     pub fn table(&self, name: &str) -> Option<&TableConfig> {
         let bare = name.rsplit('.').next().unwrap_or(name);

@@ -20,6 +20,11 @@
 //! | `shardproxy_server_in_rotation` | gauge | `shard`, `server` | 1 for a replica reads may go to |
 //! | `shardproxy_replica_lag_seconds` | gauge | `shard`, `server` | replay lag measured by the proxy (0 for the primary, -1 not known yet) |
 //! | `shardproxy_server_checkouts_total` | counter | `shard`, `server` | backends handed out on the server (reads routed to a replica) |
+//! | `shardproxy_shard_load_share` | gauge | `shard` | the shard's share of all statements over `hot.window_secs` (what `SHOW HOT` lists) |
+//! | `shardproxy_load_imbalance` | gauge | | the busiest shard's statements over the mean, over the window (1 = even) |
+//! | `shardproxy_shard_rows_total` | counter | `shard` | rows returned or changed by single-shard statements (CommandComplete counts; `hot.enabled`) |
+//! | `shardproxy_keyed_statements_total` | counter | `group`, `bucket` | statements routed by one key, by sixteenth of the hash circle (`bucket` 0 … f, the hash's top hex digit; `hot.enabled`) |
+//! | `shardproxy_hot_key_share` | gauge | `group` | the heaviest shard-key value's share of all statements over the window (the key itself is in `SHOW HOT`, never a label) |
 //!
 //! How values get there:
 //! - The latency histogram is recorded by the session on every query through a
@@ -74,6 +79,11 @@ pub const SERVER_PRIMARY: &str = "shardproxy_server_primary";
 pub const SERVER_IN_ROTATION: &str = "shardproxy_server_in_rotation";
 pub const REPLICA_LAG: &str = "shardproxy_replica_lag_seconds";
 pub const SERVER_CHECKOUTS: &str = "shardproxy_server_checkouts_total";
+pub const LOAD_SHARE: &str = "shardproxy_shard_load_share";
+pub const LOAD_IMBALANCE: &str = "shardproxy_load_imbalance";
+pub const SHARD_ROWS: &str = "shardproxy_shard_rows_total";
+pub const KEYED_STATEMENTS: &str = "shardproxy_keyed_statements_total";
+pub const HOT_KEY_SHARE: &str = "shardproxy_hot_key_share";
 
 /// Every metric name, for docs and tests.
 pub const ALL: &[&str] = &[
@@ -95,6 +105,11 @@ pub const ALL: &[&str] = &[
     SERVER_IN_ROTATION,
     REPLICA_LAG,
     SERVER_CHECKOUTS,
+    LOAD_SHARE,
+    LOAD_IMBALANCE,
+    SHARD_ROWS,
+    KEYED_STATEMENTS,
+    HOT_KEY_SHARE,
 ];
 
 /// Upper bounds of the latency histogram's buckets, in seconds (50µs … 5s).
@@ -120,6 +135,7 @@ static EXPORTER: Mutex<Option<SocketAddr>> = Mutex::new(None);
 static SAMPLER: Mutex<Sampler> = Mutex::new(Sampler {
     owner: Weak::new(),
     shards: None,
+    load: None,
 });
 
 /// The latency histogram handle for `shard` (called once per pool).
@@ -193,6 +209,7 @@ pub fn install(listen: &str, proxy: Arc<Proxy>) -> Result<(), String> {
     if let Ok(mut s) = SAMPLER.lock() {
         s.owner = Arc::downgrade(&proxy);
         s.shards = None;
+        s.load = None;
     }
     record_gauges(&proxy);
     let weak = Arc::downgrade(&proxy);
@@ -276,6 +293,26 @@ fn describe() {
         Unit::Seconds,
         "Time from sending a statement to the shard's ReadyForQuery."
     );
+    describe_gauge!(
+        LOAD_SHARE,
+        "The shard's share of all statements over hot.window_secs."
+    );
+    describe_gauge!(
+        LOAD_IMBALANCE,
+        "The busiest shard's statements over the mean, over hot.window_secs."
+    );
+    describe_counter!(
+        SHARD_ROWS,
+        "Rows returned or changed by single-shard statements."
+    );
+    describe_counter!(
+        KEYED_STATEMENTS,
+        "Statements routed by one key, by sixteenth of the hash circle."
+    );
+    describe_gauge!(
+        HOT_KEY_SHARE,
+        "The heaviest shard-key value's share of all statements over hot.window_secs."
+    );
 }
 
 /// Cached handles, so sampling allocates no label sets after the first time.
@@ -283,6 +320,72 @@ struct Sampler {
     owner: Weak<Proxy>,
     /// None until the first sample (a `HashMap` cannot be built in a static).
     shards: Option<HashMap<String, ShardSeries>>,
+    load: Option<LoadSeries>,
+}
+
+/// The load board's series (see [`crate::data::load`]).
+#[derive(Default)]
+struct LoadSeries {
+    share: HashMap<String, Gauge>,
+    /// Rows counter and the total already reported, per shard.
+    rows: HashMap<String, (Counter, u64)>,
+    /// Keyed-statement counters and totals reported, per (group, bucket).
+    keyed: HashMap<(String, usize), (Counter, u64)>,
+    hot_key: HashMap<String, Gauge>,
+}
+
+impl LoadSeries {
+    fn sample(&mut self, proxy: &Proxy, map: &crate::data::router::ShardMap) {
+        let load = proxy.load.snapshot(map);
+        for s in &load.shards {
+            self.share
+                .entry(s.name.clone())
+                .or_insert_with(|| metrics::gauge!(LOAD_SHARE, "shard" => s.name.clone()))
+                .set(load.share(s.statements));
+        }
+        metrics::gauge!(LOAD_IMBALANCE).set(load.imbalance());
+        for (g, name) in map.groups().iter().enumerate() {
+            let top = load
+                .keys
+                .iter()
+                .find(|k| k.group == g)
+                .map_or(0.0, |k| load.share(k.count));
+            self.hot_key
+                .entry(name.clone())
+                .or_insert_with(|| metrics::gauge!(HOT_KEY_SHARE, "group" => name.clone()))
+                .set(top);
+        }
+        let (buckets, mut rows) = proxy.load.totals();
+        // Every shard's and bucket's series exists from the first sample on,
+        // at 0 until something is counted.
+        for s in &load.shards {
+            if !rows.iter().any(|(n, _)| n == &s.name) {
+                rows.push((s.name.clone(), 0));
+            }
+        }
+        for (shard, total) in rows {
+            let (c, last) = self
+                .rows
+                .entry(shard.clone())
+                .or_insert_with(|| (metrics::counter!(SHARD_ROWS, "shard" => shard.clone()), 0));
+            c.increment(total.saturating_sub(*last));
+            *last = (*last).max(total);
+        }
+        for (g, group) in map.groups().iter().enumerate() {
+            let per = buckets.get(g).copied().unwrap_or_default();
+            for (b, &total) in per.iter().enumerate() {
+                let (c, last) = self.keyed.entry((group.clone(), b)).or_insert_with(|| {
+                    let bucket = format!("{b:x}");
+                    (
+                        metrics::counter!(KEYED_STATEMENTS, "group" => group.clone(), "bucket" => bucket),
+                        0,
+                    )
+                });
+                c.increment(total.saturating_sub(*last));
+                *last = (*last).max(total);
+            }
+        }
+    }
 }
 
 /// The series of one shard and the counter values already reported.
@@ -364,6 +467,9 @@ impl Sampler {
         metrics::gauge!(CLIENTS_CONNECTED).set(proxy.clients.count() as f64);
         metrics::counter!(CLIENTS_REFUSED).absolute(REFUSED.load(Relaxed));
         let rt = proxy.runtime();
+        self.load
+            .get_or_insert_with(LoadSeries::default)
+            .sample(proxy, &rt.map);
         let shards = self.shards.get_or_insert_with(HashMap::new);
         // Forget shards RELOAD removed, so a re-added one gets fresh handles
         // (its old series may have been dropped by the idle timeout).
@@ -449,6 +555,7 @@ mod tests {
         let mut s = Sampler {
             owner: Weak::new(),
             shards: None,
+            load: None,
         };
         let queries = "shardproxy_queries_total{shard=\"s0\"}";
         metrics::with_local_recorder(&recorder, || {

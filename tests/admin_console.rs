@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::proxy::{http_get, sample};
 use common::*;
 use shardproxy::control::cluster::{free_port, LocalCluster};
 use shardproxy::runtime::Proxy;
@@ -12,7 +13,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::SimpleQueryMessage;
 
@@ -176,26 +176,6 @@ fn psql_admin(port: u16, sql: &str) -> (String, String) {
     (stdout, stderr)
 }
 
-async fn http_get(port: u16, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut body = Vec::new();
-    s.read_to_end(&mut body).await.unwrap();
-    String::from_utf8_lossy(&body).into_owned()
-}
-
-/// The value on the sample line `series value`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
     let pg = temp_cluster();
@@ -250,7 +230,10 @@ async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
 
     let admin = connect(&admin_url(port)).await;
     let help = rows(&admin, "show help", &["command", "description"]).await;
-    assert_eq!(help.len(), 11); // + SHOW SHARDMAP, SHOW ROUTE
+    assert_eq!(
+        help.len(),
+        shardproxy::control::admin::commands::COMMANDS.len()
+    );
 
     let shards = rows(
         &admin,

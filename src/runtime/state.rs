@@ -151,12 +151,16 @@ pub struct Proxy {
     /// ParameterStatus values reported to clients (learned from the first shard).
     pub server_params: Mutex<Option<Vec<(String, String)>>>,
     pub started: Instant,
+    /// Measured load per shard, interval and key (`SHOW HOT`, advice).
+    pub load: crate::data::load::LoadBoard,
 }
 
 impl Proxy {
     pub fn new(config: Config) -> Result<Arc<Proxy>, String> {
         let runtime = Runtime::build(config, None)?;
+        let load = crate::data::load::LoadBoard::new(&runtime.config.hot);
         Ok(Arc::new(Proxy {
+            load,
             runtime: ArcSwap::from_pointee(runtime),
             generation: AtomicU64::new(0),
             clients: ClientRegistry::default(),

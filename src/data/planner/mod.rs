@@ -22,6 +22,7 @@ mod analyze;
 mod cache;
 mod catalog;
 mod copy;
+mod copy_binary;
 mod copy_split;
 mod dml;
 mod from;
@@ -62,7 +63,10 @@ pub use plan::{
     AggKind, CopyFormat, CopySpec, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
     StmtPlan, Target,
 };
-pub use resolve::{key_value, resolve, resolve_stmt, Params, Route, RouteError};
+pub use resolve::{
+    key_value, resolve, resolve_keyed, resolve_stmt, resolve_stmt_keyed, Params, Route, RouteError,
+    RoutedKey,
+};
 
 /// sqlparser's nesting limit (its default, stated here so it is a decision).
 pub const RECURSION_LIMIT: usize = 50;

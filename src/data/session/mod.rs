@@ -10,10 +10,15 @@
 //! - [`prepared`] and [`settings`]: state that must survive transaction pooling
 
 pub mod client_stream;
+mod copy_extended;
 mod copy_in;
+mod deferred_begin;
 mod extended;
 mod fanout;
 mod fanout_ext;
+mod pipeline;
+mod pipeline_relay;
+mod pipeline_wire;
 pub mod prepared;
 mod relay;
 mod route;
@@ -60,6 +65,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
     info.set_session_runtime(rt.clone());
     let max = rt.config.proxy.max_message_bytes;
     let target_primary = target::initial_target_primary(&rt.config, &hs.user);
+    let hot_on = rt.config.hot.enabled;
     let mut s = Session {
         target_primary,
         replica_read: false,
@@ -95,6 +101,8 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         many_running: false,
         standard_strings_off: false,
         last_plan: Default::default(),
+        load: crate::data::load::SessionTally::new(hot_on),
+        pipe: None,
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -184,6 +192,11 @@ pub struct Session {
     /// The statement (or batch) being routed may be read from a replica:
     /// set where it is routed, read where backends are checked out.
     replica_read: bool,
+    /// This client's load not yet merged into `proxy.load`.
+    load: crate::data::load::SessionTally,
+    /// A pipeline whose statements go to several shards, open until its
+    /// Sync (see [`pipeline`]); it holds the session's backends meanwhile.
+    pipe: Option<Box<pipeline::Pipe>>,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
@@ -215,7 +228,7 @@ impl Session {
             // set before the channel fires; it catches a client whose next
             // message is always ready, so `stop` is never polled.
             stopping = stopping || self.proxy.draining.load(Ordering::Relaxed);
-            if stopping && self.lease.is_none() && self.tx == b'I' {
+            if stopping && self.lease.is_none() && self.pipe.is_none() && self.tx == b'I' {
                 return End::Fatal(
                     SqlError::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
@@ -258,7 +271,7 @@ impl Session {
                     .with_hint("Leave standard_conforming_strings on and use E'…' strings for backslash escapes."),
                 );
             }
-            if self.lease.is_none() {
+            if self.lease.is_none() && self.pipe.is_none() {
                 // Between transactions: a reloaded configuration applies
                 // from this message on (a replaced pool only takes back the
                 // leases it handed out).
@@ -272,6 +285,8 @@ impl Session {
                         self.last_plan = Default::default();
                     }
                     self.info.set_session_runtime(current.clone());
+                    self.load
+                        .set_on(current.config.hot.enabled, &self.proxy.load, &self.rt);
                     self.rt = current;
                     self.rt_generation = generation;
                 }
@@ -509,12 +524,16 @@ impl Session {
     /// End of session: a backend left inside a transaction is rolled back and
     /// returned to the pool in the background.
     async fn finish(&mut self) {
+        self.load.flush(&self.proxy.load, &self.rt);
         // The backends go back to their pools (after a reset) while this
         // client may still be registered: no cancel may reach them now.
         self.info.clear_running_one();
         self.forget_many_running();
         for p in std::mem::take(&mut self.others) {
             tokio::spawn(reset_and_release(p.lease));
+        }
+        if let Some(pipe) = self.pipe.take() {
+            self.abandon_pipe(*pipe);
         }
         if let Some(lease) = self.lease.take() {
             if self.prepared_unsure {

@@ -1,5 +1,6 @@
 //! The simple query protocol: one 'Q' message, relayed whole to one shard.
 
+use super::copy_in::CopyVia;
 use super::route::Dispatch;
 use super::{End, Session};
 use crate::data::codec::frontend::query_text;
@@ -44,7 +45,10 @@ impl Session {
         self.replica_read = self.may_read_replica(plan.replica_ok);
         // The rare paths are boxed: their futures are large, and inline they
         // would size every session's task for them.
-        let shard = match self.dispatch(&plan, &params) {
+        let mut key = None;
+        let routed = self.dispatch(&plan, &params, &mut key);
+        self.load.key(key, &self.proxy.load, &self.rt);
+        let shard = match routed {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
             Ok(Dispatch::Fan { shards, mode }) => {
@@ -54,9 +58,18 @@ impl Session {
                 return Box::pin(self.split_insert_simple(&plan.stmts[0])).await
             }
             Ok(Dispatch::SplitCopy(spec)) => {
-                return Box::pin(self.copy_split(msg, spec.as_ref())).await
+                return Box::pin(self.copy_split(msg, spec.as_ref(), CopyVia::Simple)).await
             }
             Ok(Dispatch::EndMulti { commit }) => return Box::pin(self.end_multi(commit)).await,
+            // Only routing an extended-protocol batch yields it.
+            Ok(Dispatch::Pipeline) => {
+                return self
+                    .error_and_ready(SqlError::new(
+                        crate::data::codec::error::sqlstate::INTERNAL_ERROR,
+                        "a simple query was routed as a pipeline",
+                    ))
+                    .await
+            }
             Err(e) => return self.error_and_ready(e).await,
         };
         let touches_settings = plan.touches_settings;
