@@ -393,8 +393,10 @@ impl Session {
         };
         // Settings first: replayed inside the client's transaction they
         // would be undone by its ROLLBACK while the fingerprint stayed.
+        // The replica path is boxed, as the session's other rare paths:
+        // inline, its future would size every acquire for it.
         let checkout = if self.replica_read && pool.has_replicas() && self.pending_begin.is_none() {
-            pool.checkout_read().await?
+            Box::pin(pool.checkout_read()).await?
         } else {
             pool.checkout().await?
         };
