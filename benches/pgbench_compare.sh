@@ -116,6 +116,9 @@ proxy_config() {
 [proxy]
 listen = "127.0.0.1:$port"
 auth = "trust"
+# One event loop: the single-worker figures of docs/benchmarks.md (the
+# default is one per core, which on 2 cores competes with Postgres).
+workers = 1
 max_clients = $((IDLE * 2 > 2000 ? IDLE * 2 : 2000))
 two_phase_commit = $twophase
 

@@ -32,6 +32,8 @@ pub struct Config {
     pub hot: HotConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub replicas: ReplicasConfig,
     /// Where the file was read from (not part of the TOML).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -62,7 +64,21 @@ pub struct ProxyConfig {
     /// Event-loop threads serving clients. Each is single-threaded (no task
     /// migration, no cross-thread wakeups on the hot path, as pgbouncer's
     /// process); several accept on the same listener and share the pools.
+    /// Default: [`default_workers`].
     pub workers: usize,
+}
+
+/// Most workers the default gives (more must be asked for).
+pub const MAX_DEFAULT_WORKERS: usize = 16;
+
+/// `proxy.workers` when unset: the cores this process may run on
+/// (`std::thread::available_parallelism`, which counts the CPU affinity
+/// mask and cgroup quotas), at most [`MAX_DEFAULT_WORKERS`].
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, MAX_DEFAULT_WORKERS)
 }
 
 impl Default for ProxyConfig {
@@ -77,7 +93,7 @@ impl Default for ProxyConfig {
             tls_key: None,
             max_message_bytes: 64 << 20,
             two_phase_commit: false,
-            workers: 1,
+            workers: default_workers(),
         }
     }
 }
@@ -106,6 +122,10 @@ impl Default for AdminConfig {
 pub struct UserConfig {
     pub name: String,
     pub password: String,
+    /// "primary" sends all of this user's statements to the primaries;
+    /// unset follows `replicas.target_session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_session: Option<String>,
 }
 
 /// `[pool]`: backend pooling, per shard.
@@ -138,8 +158,12 @@ impl Default for PoolConfig {
 #[serde(deny_unknown_fields)]
 pub struct ShardConfig {
     pub name: String,
-    /// `postgres://user:password@host:port/database`; `host` may be a Unix socket directory.
+    /// `postgres://user:password@host:port/database`; `host` may be a Unix
+    /// socket directory. The primary (or the server first tried as one).
     pub url: String,
+    /// Streaming replicas of this shard's primary, as URLs like `url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
 }
 
 /// `[[tables]]`: a sharded table (`shard_key`) or a reference table (`reference = true`).
@@ -241,6 +265,36 @@ impl Default for HotConfig {
     }
 }
 
+/// `[replicas]`: how reads use the shards' replicas and how their servers
+/// are watched (for shards with `replicas`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicasConfig {
+    /// Where reads outside a transaction go: "prefer-standby" (a replica
+    /// in rotation, else the primary) or "primary".
+    pub target_session: String,
+    /// How a read picks a replica: "round_robin" or "least_connections".
+    pub read_policy: String,
+    /// A replica further behind than this leaves rotation until it catches up.
+    pub max_replica_lag_ms: u64,
+    /// How often every server of a shard with replicas is checked (role, lag).
+    pub check_interval_ms: u64,
+}
+
+impl Default for ReplicasConfig {
+    fn default() -> Self {
+        ReplicasConfig {
+            target_session: "prefer-standby".into(),
+            read_policy: "round_robin".into(),
+            max_replica_lag_ms: 1000,
+            check_interval_ms: 500,
+        }
+    }
+}
+
+/// Values of `target_session` (config and `SET shardproxy.target_session`).
+pub const TARGET_SESSIONS: &[&str] = &["prefer-standby", "primary"];
+
 /// A configuration problem, already phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -326,11 +380,44 @@ impl Config {
             if let Err(e) = crate::data::pool::BackendAddr::parse(&s.url) {
                 return Err(format!("shards[{i}].url: {e}"));
             }
+            for (j, r) in s.replicas.iter().enumerate() {
+                if let Err(e) = crate::data::pool::BackendAddr::parse(r) {
+                    return Err(format!("shards[{i}].replicas[{j}]: {e}"));
+                }
+                if *r == s.url || s.replicas[..j].contains(r) {
+                    return Err(format!("shards[{i}].replicas[{j}]: '{r}' is listed twice"));
+                }
+            }
+        }
+        let r = &self.replicas;
+        if !TARGET_SESSIONS.contains(&r.target_session.as_str()) {
+            return Err(format!(
+                "replicas.target_session: '{}' is not one of {}",
+                r.target_session,
+                TARGET_SESSIONS.join(", ")
+            ));
+        }
+        if !["round_robin", "least_connections"].contains(&r.read_policy.as_str()) {
+            return Err(format!(
+                "replicas.read_policy: '{}' is not one of round_robin, least_connections",
+                r.read_policy
+            ));
+        }
+        if r.check_interval_ms == 0 {
+            return Err("replicas.check_interval_ms: must be at least 1".into());
         }
         let mut users = HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             if !users.insert(u.name.as_str()) {
                 return Err(format!("users[{i}].name: '{}' is used twice", u.name));
+            }
+            if let Some(t) = &u.target_session {
+                if !TARGET_SESSIONS.contains(&t.as_str()) {
+                    return Err(format!(
+                        "users[{i}].target_session: '{t}' is not one of {}",
+                        TARGET_SESSIONS.join(", ")
+                    ));
+                }
             }
             if u.name == self.admin.user {
                 return Err(format!(

@@ -202,8 +202,9 @@ async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
     // psql, as an operator would type it.
     let (out, _) = psql_admin(port, "show shards");
     let f: Vec<&str> = out.split('|').collect();
-    assert_eq!(f.len(), 8, "{out}");
+    assert_eq!(f.len(), 12, "{out}");
     assert_eq!(f[0], "s0");
+    assert_eq!((f[8], f[9], f[10]), ("primary", "up", ""), "{out}");
     assert_eq!(f[1], format!("127.0.0.1:{}", pg.port()));
     assert_eq!(f[2], "postgres");
     assert_eq!(f[3], "up");
@@ -246,6 +247,10 @@ async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
             "idle",
             "waiting",
             "pool_size",
+            "role",
+            "state",
+            "lag_ms",
+            "lsn",
         ],
     )
     .await;
@@ -263,10 +268,15 @@ async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
             "size",
             "connects",
             "connect_errors",
+            "server",
+            "role",
+            "checkouts",
         ],
     )
     .await;
     assert_eq!(pools[0]["name"], "s0");
+    assert_eq!(pools[0]["role"], "primary");
+    assert!(num(&pools[0], "checkouts") >= 6);
     assert_eq!(num(&pools[0], "size"), 4);
     assert_eq!(num(&pools[0], "in_use"), 0);
     assert!(num(&pools[0], "connects") >= 1);
@@ -565,7 +575,6 @@ async fn reload_applies_a_good_file_keeps_the_old_one_on_error_and_shutdown_drai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_replaced_by_reload_closes_its_backends() {
-    use std::sync::atomic::Ordering::Relaxed;
     let pg = temp_cluster();
     let shard = connect(&pg.url("postgres")).await;
     let dir = temp_dir();
@@ -613,8 +622,8 @@ async fn a_pool_replaced_by_reload_closes_its_backends() {
     assert_ne!(next, idle_pid);
     let new_pool = p.proxy.runtime().pools[0].clone();
     assert_eq!(new_pool.settings.size, 3);
-    assert_eq!(new_pool.stats.connects.load(Relaxed), 1);
-    assert_eq!(old_pool.stats.in_use.load(Relaxed), 1);
+    assert_eq!(new_pool.connects(), 1);
+    assert_eq!(old_pool.in_use(), 1);
 
     // The open transaction finishes on its backend, which then closes.
     let still: i32 = busy
@@ -628,8 +637,8 @@ async fn a_pool_replaced_by_reload_closes_its_backends() {
         backend_gone(&shard, busy_pid).await,
         "the old pool kept a returned backend"
     );
-    assert_eq!(old_pool.stats.idle.load(Relaxed), 0);
-    assert_eq!(old_pool.stats.in_use.load(Relaxed), 0);
+    assert_eq!(old_pool.idle(), 0);
+    assert_eq!(old_pool.in_use(), 0);
     let v: i32 = busy.query_one("SELECT 5", &[]).await.unwrap().get(0);
     assert_eq!(v, 5);
     p.serve.abort();

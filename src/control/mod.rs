@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod advice;
 pub mod cluster;
+pub mod conn;
 pub mod twophase;

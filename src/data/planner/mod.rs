@@ -172,6 +172,15 @@ impl Planner {
         plan.hint = extract_hint(sql);
         plan.touches_settings = setting_words::may_change_settings(sql);
         plan.drops_statements = plan.touches_settings && setting_words::may_drop_statements(sql);
+        plan.replica_ok = !plan.stmts.is_empty()
+            && !plan.touches_settings
+            && plan.stmts.iter().all(|s| {
+                s.read_only
+                    && s.session_state.is_none()
+                    && matches!(s.kind, StmtKind::Select | StmtKind::CopyTo)
+                    && !matches!(s.target, Target::Unparsed { .. } | Target::Refused { .. })
+            })
+            && !hints::wants_primary(sql);
         if let Some(h) = &plan.hint {
             for s in &mut plan.stmts {
                 s.target = s.hinted(h);

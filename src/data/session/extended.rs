@@ -245,6 +245,9 @@ impl Session {
         let mut unnamed_parsed = false;
         let mut last_tag = 0;
         self.batch_verbatim = false;
+        self.replica_read = false;
+        // Every statement the batch executes is a plain read.
+        let mut reads_only = true;
         for (tag, body) in frames(batch) {
             last_tag = tag;
             match tag {
@@ -296,6 +299,7 @@ impl Session {
                         formats: bp.formats,
                     };
                     binds += 1;
+                    reads_only &= plan.replica_ok;
                     let mut key = None;
                     let d = self
                         .dispatch(plan, &params, &mut key)
@@ -322,6 +326,7 @@ impl Session {
             }
         }
         self.batch_verbatim = verbatim && last_tag == b'S';
+        self.replica_read = self.may_read_replica(reads_only && binds > 0 && last_tag == b'S');
         if binds > 1 && !matches!(chosen, Dispatch::One(_) | Dispatch::Any) {
             return Err(spanning_not_alone().into());
         }

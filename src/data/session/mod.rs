@@ -21,6 +21,7 @@ pub mod settings;
 mod simple;
 mod split_insert;
 pub mod startup;
+mod target;
 pub mod twophase;
 mod txn;
 
@@ -59,7 +60,11 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
     info.set_session_runtime(rt.clone());
     let max = rt.config.proxy.max_message_bytes;
     let hot_on = rt.config.hot.enabled;
+    let target_primary = target::initial_target_primary(&rt.config, &hs.user);
     let mut s = Session {
+        target_primary,
+        replica_read: false,
+        user: hs.user.clone(),
         settings: Settings::from_startup(&hs.params),
         proxy,
         rt,
@@ -176,6 +181,13 @@ pub struct Session {
     standard_strings_off: bool,
     /// This client's load not yet merged into `proxy.load`.
     load: crate::data::load::SessionTally,
+    /// The user the client logged in as.
+    user: String,
+    /// Every statement goes to the primaries (see [`target`]).
+    target_primary: bool,
+    /// The statement (or batch) being routed may be read from a replica:
+    /// set where it is routed, read where backends are checked out.
+    replica_read: bool,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
@@ -372,7 +384,12 @@ impl Session {
         };
         // Settings first: replayed inside the client's transaction they
         // would be undone by its ROLLBACK while the fingerprint stayed.
-        let mut lease = self.with_settings(pool.checkout().await?).await?;
+        let checkout = if self.replica_read && self.pending_begin.is_none() {
+            pool.checkout_read().await?
+        } else {
+            pool.checkout().await?
+        };
+        let mut lease = self.with_settings(checkout).await?;
         if let Some(begin) = self.pending_begin.take() {
             match lease.backend().execute_silently(&begin).await {
                 Ok(Ok(())) => {}
@@ -387,8 +404,10 @@ impl Session {
                 Err(e) => return Err(SqlError::shard_unavailable(&lease.pool().name, e)),
             }
         }
+        let server = lease.server();
         let cancel = &lease.backend().cancel;
-        self.info.set_running_one(shard, cancel.pid, cancel.secret);
+        self.info
+            .set_running_one(shard, server, cancel.pid, cancel.secret);
         self.forget_many_running();
         self.lease = Some(lease);
         self.lease_shard = shard;

@@ -41,6 +41,7 @@ impl Session {
         if let Some(r) = self.deferred_transaction(&plan, sql) {
             return r.await;
         }
+        self.replica_read = self.may_read_replica(plan.replica_ok);
         // The rare paths are boxed: their futures are large, and inline they
         // would size every session's task for them.
         let mut key = None;
@@ -92,6 +93,9 @@ impl Session {
         }
         let t = sql.trim().trim_end_matches(';').trim();
         let lower = t.to_ascii_lowercase();
+        if let Some(r) = self.target_session_command(&lower) {
+            return Some(r);
+        }
         if lower == "reset shardproxy.shard" {
             self.hint_shard = None;
             return Some(Ok("RESET".into()));
