@@ -40,6 +40,8 @@ pub struct Measured {
     pub shards: Vec<ShardSecond>,
     /// Statements per shard over the measured seconds.
     pub shard_totals: Vec<(String, u64)>,
+    /// Rebalance events (moves changing state), from `SHOW MOVES`.
+    pub events: Vec<super::report::Event>,
 }
 
 /// A tokio-postgres error with the server's message when there is one.
@@ -154,6 +156,12 @@ pub async fn measure(
     drop(tx);
 
     let mut out = Measured::default();
+    // Moves known before the run are not events; a console without SHOW
+    // MOVES (no rebalancer) has none.
+    let mut moves = match admin {
+        Some(a) => a.moves().await,
+        None => None,
+    };
     let mut done = 0;
     let mut baseline: Option<Vec<(String, u64)>> = None;
     let mut last: Option<Vec<(String, u64)>> = None;
@@ -187,6 +195,15 @@ pub async fn measure(
                             None => baseline = Some(now.clone()),
                         }
                         last = Some(now);
+                    }
+                    if let Some(before) = &moves {
+                        if let Some(now) = a.moves().await {
+                            let t = (Instant::now() - clock.epoch).as_secs_f64();
+                            for label in super::admin::move_events(before, &now) {
+                                out.events.push(super::report::Event { t, label });
+                            }
+                            moves = Some(now);
+                        }
                     }
                 }
                 if let (Some(label), true) = (live, second > 0) {

@@ -200,7 +200,7 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         warmup_s: plan.warmup.as_secs_f64(),
         result,
         compare,
-        events: Vec::new(),
+        events: first.events.clone(),
     };
     if let Some(path) = &args.out {
         let json = serde_json::to_string_pretty(&report).map_err(|e| format!("--out: {e}"))?;
