@@ -92,7 +92,7 @@ impl Default for ProxyConfig {
             tls_cert: None,
             tls_key: None,
             max_message_bytes: 64 << 20,
-            two_phase_commit: false,
+            two_phase_commit: true,
             workers: default_workers(),
         }
     }
@@ -225,6 +225,33 @@ pub struct MetricsConfig {
     pub listen: Option<String>,
 }
 
+/// `[replicas]`: how reads use the shards' replicas and how their servers
+/// are watched (for shards with `replicas`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicasConfig {
+    /// Where reads outside a transaction go: "prefer-standby" (a replica
+    /// in rotation, else the primary) or "primary".
+    pub target_session: String,
+    /// How a read picks a replica: "round_robin" or "least_connections".
+    pub read_policy: String,
+    /// A replica further behind than this leaves rotation until it catches up.
+    pub max_replica_lag_ms: u64,
+    /// How often every server of a shard with replicas is checked (role, lag).
+    pub check_interval_ms: u64,
+}
+
+impl Default for ReplicasConfig {
+    fn default() -> Self {
+        ReplicasConfig {
+            target_session: "prefer-standby".into(),
+            read_policy: "round_robin".into(),
+            max_replica_lag_ms: 1000,
+            check_interval_ms: 500,
+        }
+    }
+}
+
 /// `[hot]`: load accounting (`SHOW HOT`, `SHOW REBALANCE ADVICE`, the load
 /// metrics) and the opt-in automatic rebalancing that acts on its advice.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -261,33 +288,6 @@ impl Default for HotConfig {
             auto_threshold: 1.5,
             auto_min_statements: 10_000,
             auto_cooldown_secs: 600,
-        }
-    }
-}
-
-/// `[replicas]`: how reads use the shards' replicas and how their servers
-/// are watched (for shards with `replicas`).
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReplicasConfig {
-    /// Where reads outside a transaction go: "prefer-standby" (a replica
-    /// in rotation, else the primary) or "primary".
-    pub target_session: String,
-    /// How a read picks a replica: "round_robin" or "least_connections".
-    pub read_policy: String,
-    /// A replica further behind than this leaves rotation until it catches up.
-    pub max_replica_lag_ms: u64,
-    /// How often every server of a shard with replicas is checked (role, lag).
-    pub check_interval_ms: u64,
-}
-
-impl Default for ReplicasConfig {
-    fn default() -> Self {
-        ReplicasConfig {
-            target_session: "prefer-standby".into(),
-            read_policy: "round_robin".into(),
-            max_replica_lag_ms: 1000,
-            check_interval_ms: 500,
         }
     }
 }

@@ -14,17 +14,17 @@
 //! | `shardproxy_pool_waiting` | gauge | `shard` | clients waiting for a free backend |
 //! | `shardproxy_shard_up` | gauge | `shard` | 1 unless the last connect to (or health check of) the shard's primary failed |
 //! | `shardproxy_query_duration_seconds` | histogram | `shard` | time from sending a statement to the shard's ReadyForQuery; buckets 50µs … 5s |
-//! | `shardproxy_shard_load_share` | gauge | `shard` | the shard's share of all statements over `hot.window_secs` (what `SHOW HOT` lists) |
-//! | `shardproxy_load_imbalance` | gauge | | the busiest shard's statements over the mean, over the window (1 = even) |
-//! | `shardproxy_shard_rows_total` | counter | `shard` | rows returned or changed by single-shard statements (CommandComplete counts; `hot.enabled`) |
-//! | `shardproxy_keyed_statements_total` | counter | `group`, `bucket` | statements routed by one key, by sixteenth of the hash circle (`bucket` 0 … f, the hash's top hex digit; `hot.enabled`) |
-//! | `shardproxy_hot_key_share` | gauge | `group` | the heaviest shard-key value's share of all statements over the window (the key itself is in `SHOW HOT`, never a label) |
 //! | `shardproxy_failovers_total` | counter | `shard` | times the health checker found a new primary for the shard |
 //! | `shardproxy_server_up` | gauge | `shard`, `server` | 1 unless the last connect to (or check of) the server failed |
 //! | `shardproxy_server_primary` | gauge | `shard`, `server` | 1 for the server taking the shard's writes |
 //! | `shardproxy_server_in_rotation` | gauge | `shard`, `server` | 1 for a replica reads may go to |
 //! | `shardproxy_replica_lag_seconds` | gauge | `shard`, `server` | replay lag measured by the proxy (0 for the primary, -1 not known yet) |
 //! | `shardproxy_server_checkouts_total` | counter | `shard`, `server` | backends handed out on the server (reads routed to a replica) |
+//! | `shardproxy_shard_load_share` | gauge | `shard` | the shard's share of all statements over `hot.window_secs` (what `SHOW HOT` lists) |
+//! | `shardproxy_load_imbalance` | gauge | | the busiest shard's statements over the mean, over the window (1 = even) |
+//! | `shardproxy_shard_rows_total` | counter | `shard` | rows returned or changed by single-shard statements (CommandComplete counts; `hot.enabled`) |
+//! | `shardproxy_keyed_statements_total` | counter | `group`, `bucket` | statements routed by one key, by sixteenth of the hash circle (`bucket` 0 … f, the hash's top hex digit; `hot.enabled`) |
+//! | `shardproxy_hot_key_share` | gauge | `group` | the heaviest shard-key value's share of all statements over the window (the key itself is in `SHOW HOT`, never a label) |
 //!
 //! How values get there:
 //! - The latency histogram is recorded by the session on every query through a
@@ -73,17 +73,17 @@ pub const POOL_IDLE: &str = "shardproxy_pool_idle";
 pub const POOL_WAITING: &str = "shardproxy_pool_waiting";
 pub const SHARD_UP: &str = "shardproxy_shard_up";
 pub const QUERY_DURATION: &str = "shardproxy_query_duration_seconds";
-pub const LOAD_SHARE: &str = "shardproxy_shard_load_share";
-pub const LOAD_IMBALANCE: &str = "shardproxy_load_imbalance";
-pub const SHARD_ROWS: &str = "shardproxy_shard_rows_total";
-pub const KEYED_STATEMENTS: &str = "shardproxy_keyed_statements_total";
-pub const HOT_KEY_SHARE: &str = "shardproxy_hot_key_share";
 pub const FAILOVERS: &str = "shardproxy_failovers_total";
 pub const SERVER_UP: &str = "shardproxy_server_up";
 pub const SERVER_PRIMARY: &str = "shardproxy_server_primary";
 pub const SERVER_IN_ROTATION: &str = "shardproxy_server_in_rotation";
 pub const REPLICA_LAG: &str = "shardproxy_replica_lag_seconds";
 pub const SERVER_CHECKOUTS: &str = "shardproxy_server_checkouts_total";
+pub const LOAD_SHARE: &str = "shardproxy_shard_load_share";
+pub const LOAD_IMBALANCE: &str = "shardproxy_load_imbalance";
+pub const SHARD_ROWS: &str = "shardproxy_shard_rows_total";
+pub const KEYED_STATEMENTS: &str = "shardproxy_keyed_statements_total";
+pub const HOT_KEY_SHARE: &str = "shardproxy_hot_key_share";
 
 /// Every metric name, for docs and tests.
 pub const ALL: &[&str] = &[
@@ -99,17 +99,17 @@ pub const ALL: &[&str] = &[
     POOL_WAITING,
     SHARD_UP,
     QUERY_DURATION,
-    LOAD_SHARE,
-    LOAD_IMBALANCE,
-    SHARD_ROWS,
-    KEYED_STATEMENTS,
-    HOT_KEY_SHARE,
     FAILOVERS,
     SERVER_UP,
     SERVER_PRIMARY,
     SERVER_IN_ROTATION,
     REPLICA_LAG,
     SERVER_CHECKOUTS,
+    LOAD_SHARE,
+    LOAD_IMBALANCE,
+    SHARD_ROWS,
+    KEYED_STATEMENTS,
+    HOT_KEY_SHARE,
 ];
 
 /// Upper bounds of the latency histogram's buckets, in seconds (50µs … 5s).

@@ -5,4 +5,5 @@ pub mod admin;
 pub mod advice;
 pub mod cluster;
 pub mod conn;
+pub mod shard_checks;
 pub mod twophase;

@@ -22,6 +22,7 @@ mod analyze;
 mod cache;
 mod catalog;
 mod copy;
+mod copy_binary;
 mod copy_split;
 mod dml;
 mod from;

@@ -266,6 +266,8 @@ pub struct CopyFormat {
     /// `HEADER`: the first line is a header. Each shard's COPY carries the same
     /// option, so the splitter sends the header line to every shard.
     pub header: bool,
+    /// `FORMAT binary` (the other fields do not apply).
+    pub binary: bool,
 }
 
 impl CopyFormat {
@@ -278,6 +280,15 @@ impl CopyFormat {
             quote: b'"',
             escape: b'"',
             header: false,
+            binary: false,
+        }
+    }
+
+    /// Binary format.
+    pub fn binary() -> CopyFormat {
+        CopyFormat {
+            binary: true,
+            ..CopyFormat::text()
         }
     }
 
@@ -290,6 +301,7 @@ impl CopyFormat {
             quote: b'"',
             escape: b'"',
             header: false,
+            binary: false,
         }
     }
 }

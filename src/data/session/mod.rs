@@ -10,10 +10,15 @@
 //! - [`prepared`] and [`settings`]: state that must survive transaction pooling
 
 pub mod client_stream;
+mod copy_extended;
 mod copy_in;
+mod deferred_begin;
 mod extended;
 mod fanout;
 mod fanout_ext;
+mod pipeline;
+mod pipeline_relay;
+mod pipeline_wire;
 pub mod prepared;
 mod relay;
 mod route;
@@ -59,8 +64,8 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
     let rt = proxy.runtime();
     info.set_session_runtime(rt.clone());
     let max = rt.config.proxy.max_message_bytes;
-    let hot_on = rt.config.hot.enabled;
     let target_primary = target::initial_target_primary(&rt.config, &hs.user);
+    let hot_on = rt.config.hot.enabled;
     let mut s = Session {
         target_primary,
         replica_read: false,
@@ -97,6 +102,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         standard_strings_off: false,
         last_plan: Default::default(),
         load: crate::data::load::SessionTally::new(hot_on),
+        pipe: None,
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -179,8 +185,6 @@ pub struct Session {
     /// A backend reported standard_conforming_strings off: the session ends
     /// before its next message.
     standard_strings_off: bool,
-    /// This client's load not yet merged into `proxy.load`.
-    load: crate::data::load::SessionTally,
     /// The user the client logged in as.
     user: String,
     /// Every statement goes to the primaries (see [`target`]).
@@ -188,6 +192,11 @@ pub struct Session {
     /// The statement (or batch) being routed may be read from a replica:
     /// set where it is routed, read where backends are checked out.
     replica_read: bool,
+    /// This client's load not yet merged into `proxy.load`.
+    load: crate::data::load::SessionTally,
+    /// A pipeline whose statements go to several shards, open until its
+    /// Sync (see [`pipeline`]); it holds the session's backends meanwhile.
+    pipe: Option<Box<pipeline::Pipe>>,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
@@ -219,7 +228,7 @@ impl Session {
             // set before the channel fires; it catches a client whose next
             // message is always ready, so `stop` is never polled.
             stopping = stopping || self.proxy.draining.load(Ordering::Relaxed);
-            if stopping && self.lease.is_none() && self.tx == b'I' {
+            if stopping && self.lease.is_none() && self.pipe.is_none() && self.tx == b'I' {
                 return End::Fatal(
                     SqlError::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
@@ -262,7 +271,7 @@ impl Session {
                     .with_hint("Leave standard_conforming_strings on and use E'…' strings for backslash escapes."),
                 );
             }
-            if self.lease.is_none() {
+            if self.lease.is_none() && self.pipe.is_none() {
                 // Between transactions: a reloaded configuration applies
                 // from this message on (a replaced pool only takes back the
                 // leases it handed out).
@@ -522,6 +531,9 @@ impl Session {
         self.forget_many_running();
         for p in std::mem::take(&mut self.others) {
             tokio::spawn(reset_and_release(p.lease));
+        }
+        if let Some(pipe) = self.pipe.take() {
+            self.abandon_pipe(*pipe);
         }
         if let Some(lease) = self.lease.take() {
             if self.prepared_unsure {

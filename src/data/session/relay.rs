@@ -48,7 +48,7 @@ enum Run {
 
 /// Messages that complete the reply to one extended-protocol message.
 #[inline]
-fn completes_reply(tag: u8) -> bool {
+pub(super) fn completes_reply(tag: u8) -> bool {
     matches!(tag, b'1' | b'2' | b'3' | b'n' | b'T' | b'C' | b'I' | b's')
 }
 

@@ -27,6 +27,9 @@ pub(super) enum Dispatch {
     SplitCopy(Option<CopySpec>),
     /// COMMIT or ROLLBACK of a transaction spanning shards.
     EndMulti { commit: bool },
+    /// An extended-protocol pipeline whose statements go to several shards
+    /// (or one statement split per shard): see `session/pipeline.rs`.
+    Pipeline,
 }
 
 impl From<crate::data::planner::RouteError> for SqlError {
@@ -187,6 +190,10 @@ impl Session {
                     Target::AllShards(FanOut::ReferenceWrite) => Dispatch::Fan {
                         shards,
                         mode: FanMode::Copies,
+                    },
+                    Target::AllShards(FanOut::Ddl) => Dispatch::Fan {
+                        shards,
+                        mode: FanMode::Ddl,
                     },
                     Target::AllShards(FanOut::Read) => read_fan(stmt, shards)?,
                     Target::Keyed { .. } if stmt.read_only => read_fan(stmt, shards)?,

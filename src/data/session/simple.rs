@@ -1,5 +1,6 @@
 //! The simple query protocol: one 'Q' message, relayed whole to one shard.
 
+use super::copy_in::CopyVia;
 use super::route::Dispatch;
 use super::{End, Session};
 use crate::data::codec::frontend::query_text;
@@ -57,9 +58,18 @@ impl Session {
                 return Box::pin(self.split_insert_simple(&plan.stmts[0])).await
             }
             Ok(Dispatch::SplitCopy(spec)) => {
-                return Box::pin(self.copy_split(msg, spec.as_ref())).await
+                return Box::pin(self.copy_split(msg, spec.as_ref(), CopyVia::Simple)).await
             }
             Ok(Dispatch::EndMulti { commit }) => return Box::pin(self.end_multi(commit)).await,
+            // Only routing an extended-protocol batch yields it.
+            Ok(Dispatch::Pipeline) => {
+                return self
+                    .error_and_ready(SqlError::new(
+                        crate::data::codec::error::sqlstate::INTERNAL_ERROR,
+                        "a simple query was routed as a pipeline",
+                    ))
+                    .await
+            }
             Err(e) => return self.error_and_ready(e).await,
         };
         let touches_settings = plan.touches_settings;
