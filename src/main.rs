@@ -31,7 +31,7 @@ enum Command {
     /// Start local Postgres shards with a demo shop schema and serve in front of them.
     Demo {
         /// Number of shards to start.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 3)]
         shards: usize,
         /// Port the proxy listens on.
         #[arg(long, default_value_t = 6432)]
@@ -40,6 +40,9 @@ enum Command {
         #[arg(long, default_value = "shardproxy-demo")]
         data_dir: PathBuf,
     },
+    /// Drive a workload against a Postgres URL (shardproxy, pgbouncer or
+    /// Postgres) and report throughput, latency and per-shard load.
+    Bench(shardproxy::bench::BenchArgs),
     /// Plan a change to the shard map without applying it.
     Plan {
         #[command(subcommand)]
@@ -78,6 +81,7 @@ fn main() -> ExitCode {
             port,
             data_dir,
         } => run_async(shardproxy::app::demo(shards, port, data_dir)),
+        Command::Bench(args) => run_bench(&args),
         Command::Plan {
             plan: PlanCommand::AddShard { config, name },
         } => Config::load(&config)
@@ -102,4 +106,20 @@ fn run_async<F: std::future::Future<Output = Result<(), String>>>(f: F) -> Resul
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?
         .block_on(f)
+}
+
+/// `shardproxy bench` runs on a multi-threaded runtime (one thread per core
+/// unless --threads says otherwise), so it is not its own bottleneck.
+fn run_bench(args: &shardproxy::bench::BenchArgs) -> Result<(), String> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let report = rt
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(shardproxy::bench::run(args))?;
+    print!("{}", shardproxy::bench::report::table(&report));
+    Ok(())
 }
