@@ -10,6 +10,7 @@
 //! - [`prepared`] and [`settings`]: state that must survive transaction pooling
 
 pub mod client_stream;
+mod columns;
 mod copy_extended;
 mod copy_in;
 mod deferred_begin;
@@ -96,6 +97,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         standard_strings_off: false,
         last_plan: Default::default(),
         pipe: None,
+        columns_watch: None,
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -181,6 +183,9 @@ pub struct Session {
     /// A pipeline whose statements go to several shards, open until its
     /// Sync (see [`pipeline`]); it holds the session's backends meanwhile.
     pipe: Option<Box<pipeline::Pipe>>,
+    /// The table whose cached column order the running statement used (see
+    /// `columns.rs`): an undefined-column error drops it.
+    columns_watch: Option<String>,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for

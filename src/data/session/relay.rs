@@ -116,6 +116,9 @@ impl Session {
                 b'S' => self.parameter_status(f.body(bytes)),
                 b'E' => {
                     pool.stats.errors.fetch_add(1, Relaxed);
+                    if self.columns_watch.is_some() {
+                        self.column_error(f.body(bytes));
+                    }
                 }
                 b'Z' => {
                     if let Some(&status) = bytes.get(5) {
@@ -263,6 +266,9 @@ impl Session {
                 }
                 b'E' => {
                     pool.stats.errors.fetch_add(1, Relaxed);
+                    if self.columns_watch.is_some() {
+                        self.column_error(frame.body(bytes));
+                    }
                     // Errors always reach the client, even for injected messages.
                     self.emit(bytes);
                     let mut forget = Vec::new();
