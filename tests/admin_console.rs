@@ -249,7 +249,7 @@ async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
 
     let admin = connect(&admin_url(port)).await;
     let help = rows(&admin, "show help", &["command", "description"]).await;
-    assert_eq!(help.len(), 11); // + SHOW SHARDMAP, SHOW ROUTE
+    assert_eq!(help.len(), 13); // + SHOW SHARDMAP, SHOW ROUTE, SHOW/FIX SEQUENCES
 
     let shards = rows(
         &admin,

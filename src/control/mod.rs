@@ -5,3 +5,4 @@ pub mod admin;
 pub mod cluster;
 pub mod shard_checks;
 pub mod twophase;
+pub mod unique_ids;

@@ -95,7 +95,7 @@ pub async fn recover(rt: &Runtime, min_age: Duration) -> RecoveryReport {
             client: None,
             prepared: BTreeMap::new(),
         };
-        match connect(&s.url).await {
+        match connect(&s.url, "shardproxy-2pc-recovery").await {
             Ok(c) => match list_prepared(&c, min_age).await {
                 Ok(p) => {
                     st.prepared = p;
@@ -279,15 +279,17 @@ pub async fn run_periodically(proxy: Weak<Proxy>, interval: Duration, min_age: D
     }
 }
 
-async fn connect(url: &str) -> Result<Client, String> {
+/// A control-path connection to a shard (tokio-postgres), as `app`.
+pub(crate) async fn connect(url: &str, app: &str) -> Result<Client, String> {
     let mut cfg: tokio_postgres::Config =
         url.parse().map_err(|e| format!("invalid shard URL: {e}"))?;
     cfg.connect_timeout(SHARD_TIMEOUT);
-    cfg.application_name("shardproxy-2pc-recovery");
+    cfg.application_name(app);
     let (client, conn) = timed(cfg.connect(NoTls)).await?;
+    let app = app.to_string();
     tokio::spawn(async move {
         if let Err(e) = conn.await {
-            tracing::debug!("2PC recovery connection closed: {e}");
+            tracing::debug!("{app} connection closed: {e}");
         }
     });
     Ok(client)
@@ -335,7 +337,7 @@ async fn run(c: &Client, sql: &str) -> Result<(), String> {
 }
 
 /// A shard call bounded by [`SHARD_TIMEOUT`], its error as text.
-async fn timed<T, E: std::fmt::Display>(
+pub(crate) async fn timed<T, E: std::fmt::Display>(
     f: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, String> {
     match tokio::time::timeout(SHARD_TIMEOUT, f).await {

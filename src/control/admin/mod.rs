@@ -81,6 +81,8 @@ async fn execute(proxy: &Arc<Proxy>, cmd: Command) -> Result<Reply, SqlError> {
         Command::ShowVersion => Reply::Rows(show::version()),
         Command::ShowShardmap => Reply::Rows(routing::shardmap(&rt.map)),
         Command::ShowRoute { table, key } => Reply::Rows(routing::route(&rt.map, &table, &key)?),
+        Command::ShowSequences => Reply::Rows(actions::show_sequences(&rt).await),
+        Command::FixSequences => return actions::fix_sequences(&rt).await,
         Command::Reload => return actions::reload(proxy).await,
         Command::Shutdown => actions::shutdown(proxy),
     })

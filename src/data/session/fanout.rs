@@ -160,6 +160,9 @@ impl Session {
             let rows: Vec<BytesMut> = rows.into_iter().flatten().collect();
             merge_into(&mut self.out, kinds, &mut total, &rows);
         }
+        if mode == FanMode::Ddl {
+            self.after_ddl(&mut parts, &mut total).await;
+        }
         self.complete_parts(parts, total, in_tx, commit).await
     }
 

@@ -181,6 +181,9 @@ impl Session {
             total.row_desc = hold.row_desc.take();
             merge_into(&mut self.out, kinds, &mut total, &rows);
         }
+        if mode == FanMode::Ddl {
+            self.after_ddl(&mut parts, &mut total).await;
+        }
         // Commit or roll back, then answer: summed CommandComplete, then the tail (ReadyForQuery).
         let failed = first_failed || total.error.is_some();
         if in_tx {
