@@ -29,6 +29,9 @@ pub async fn bind(config: Config) -> Result<Bound, String> {
         let weak = Arc::downgrade(&proxy);
         tokio::spawn(run_periodically(weak, RECOVERY_INTERVAL, RECOVERY_MIN_AGE));
     }
+    // Watches the servers of shards with replicas: rotation, lag, failover.
+    tokio::spawn(crate::data::pool::health::run(Arc::downgrade(&proxy)));
+    crate::data::load::spawn_ticker(Arc::downgrade(&proxy));
     crate::control::shard_checks::spawn_after_load(&proxy);
     let listener = TcpListener::bind(&listen)
         .await
@@ -104,12 +107,15 @@ pub fn check(c: &Config) -> Result<String, String> {
 /// sequences of sharded tables hand out ids unique across shards (see
 /// [`crate::control::unique_ids`]). Shards that cannot be reached are named.
 pub async fn check_shards(c: &Config) -> String {
-    use crate::control::unique_ids::{report, survey};
+    use crate::control::unique_ids::{report, survey, Cluster};
     let mut s = format!(
         "id sequences of sharded tables (sharding.unique_ids = {}, id_stride {}):\n",
         c.sharding.unique_ids, c.sharding.id_stride
     );
-    let rows = report(&survey(c).await, c.sharding.id_stride);
+    let rows = match Cluster::of_config(c) {
+        Ok(cluster) => report(&survey(&cluster).await, c.sharding.id_stride),
+        Err(e) => return format!("{s}  {e}\n"),
+    };
     if rows.is_empty() {
         s.push_str("  none (no serial, bigserial or identity columns on sharded tables)\n");
     }

@@ -29,8 +29,9 @@ pub fn spawn_after_load(proxy: &Arc<Proxy>) {
             }
         }
         let c = &rt.config;
+        let cluster = crate::control::unique_ids::Cluster::of_runtime(&rt);
         if c.sharding.unique_ids {
-            match crate::control::unique_ids::interleave(c).await {
+            match crate::control::unique_ids::interleave(&cluster).await {
                 Ok(changes) => {
                     for ch in changes {
                         tracing::info!("unique ids: {ch}");
@@ -41,7 +42,7 @@ pub fn spawn_after_load(proxy: &Arc<Proxy>) {
                 ),
             }
         } else {
-            let shards = crate::control::unique_ids::survey(c).await;
+            let shards = crate::control::unique_ids::survey(&cluster).await;
             for row in crate::control::unique_ids::report(&shards, c.sharding.id_stride) {
                 if row[6] != "ok" {
                     tracing::warn!(

@@ -35,8 +35,15 @@
 //! sooner: prefer `bigserial`/`bigint` identity on sharded tables.
 
 use crate::config::Config;
-use crate::control::twophase::{connect, timed};
+use crate::control::conn::connect_endpoint;
+use crate::control::twophase::timed;
+use crate::data::pool::Endpoint;
+use crate::runtime::Runtime;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// The control connections' application_name.
+const APP: &str = "shardproxy-unique-ids";
 
 /// Where each shard keeps its slot (one row).
 pub const SLOT_TABLE: &str = "shardproxy.id_slot";
@@ -91,8 +98,46 @@ pub enum Status {
     Collides(String),
 }
 
+/// The shards the scheme covers, and its settings.
+pub struct Cluster {
+    /// Each shard's name and the server taking its writes.
+    pub shards: Vec<(String, Arc<Endpoint>)>,
+    /// The sharded tables (their names as configured).
+    pub tables: Vec<String>,
+    pub stride: u32,
+}
+
+impl Cluster {
+    /// The running proxy's shards, at their current primaries.
+    pub fn of_runtime(rt: &Runtime) -> Cluster {
+        Cluster {
+            shards: rt
+                .pools
+                .iter()
+                .map(|p| (p.name.clone(), p.primary().endpoint.clone()))
+                .collect(),
+            tables: sharded_tables(&rt.config),
+            stride: rt.config.sharding.id_stride,
+        }
+    }
+
+    /// The shards a config names (`shardproxy check`, not serving).
+    pub fn of_config(c: &Config) -> Result<Cluster, String> {
+        let mut shards = Vec::with_capacity(c.shards.len());
+        for s in &c.shards {
+            let e = Endpoint::new(&s.url).map_err(|e| format!("shard \"{}\": {e}", s.name))?;
+            shards.push((s.name.clone(), Arc::new(e)));
+        }
+        Ok(Cluster {
+            shards,
+            tables: sharded_tables(c),
+            stride: c.sharding.id_stride,
+        })
+    }
+}
+
 /// The sharded tables of the config (their names as written).
-fn sharded_tables(c: &Config) -> Vec<String> {
+pub fn sharded_tables(c: &Config) -> Vec<String> {
     c.tables
         .iter()
         .filter(|t| !t.reference && t.shard_key.is_some())
@@ -101,15 +146,14 @@ fn sharded_tables(c: &Config) -> Vec<String> {
 }
 
 /// Reads every shard's slot and sequences (nothing is changed).
-pub async fn survey(c: &Config) -> Vec<ShardIds> {
-    let tables = sharded_tables(c);
+pub async fn survey(c: &Cluster) -> Vec<ShardIds> {
     let mut out = Vec::with_capacity(c.shards.len());
-    for s in &c.shards {
+    for (name, endpoint) in &c.shards {
         let mut ids = ShardIds {
-            shard: s.name.clone(),
+            shard: name.clone(),
             ..ShardIds::default()
         };
-        match read_shard(&s.url, &tables).await {
+        match read_shard(endpoint, &c.tables).await {
             Ok((slot, seqs)) => {
                 ids.slot = slot;
                 ids.sequences = seqs;
@@ -121,8 +165,11 @@ pub async fn survey(c: &Config) -> Vec<ShardIds> {
     out
 }
 
-async fn read_shard(url: &str, tables: &[String]) -> Result<(Option<i64>, Vec<SeqState>), String> {
-    let client = connect(url, "shardproxy-unique-ids").await?;
+async fn read_shard(
+    endpoint: &Endpoint,
+    tables: &[String],
+) -> Result<(Option<i64>, Vec<SeqState>), String> {
+    let client = connect_endpoint(endpoint, APP).await?;
     let has_slot: bool = timed(client.query_one(
         "SELECT pg_catalog.to_regclass('shardproxy.id_slot') IS NOT NULL",
         &[],
@@ -252,16 +299,16 @@ pub const REPORT_COLUMNS: &[&str] = &[
 /// every non-conforming sequence restarted above the highest id of its
 /// column on any shard. Returns what was changed; nothing is changed unless
 /// every shard answers (a slot must be unique among all of them).
-pub async fn interleave(c: &Config) -> Result<Vec<String>, String> {
-    let stride = i64::from(c.sharding.id_stride);
+pub async fn interleave(c: &Cluster) -> Result<Vec<String>, String> {
+    let stride = i64::from(c.stride);
     let mut clients = Vec::with_capacity(c.shards.len());
-    for s in &c.shards {
-        let client = connect(&s.url, "shardproxy-unique-ids")
+    for (name, endpoint) in &c.shards {
+        let client = connect_endpoint(endpoint, APP)
             .await
-            .map_err(|e| format!("shard \"{}\": {e}", s.name))?;
+            .map_err(|e| format!("shard \"{name}\": {e}"))?;
         timed(client.batch_execute(SLOT_DDL))
             .await
-            .map_err(|e| format!("shard \"{}\": {e}", s.name))?;
+            .map_err(|e| format!("shard \"{name}\": {e}"))?;
         clients.push(client);
     }
     let mut changes = Vec::new();
@@ -288,7 +335,7 @@ pub async fn interleave(c: &Config) -> Result<Vec<String>, String> {
         slots[i] = Some(row.get(0));
         changes.push(format!(
             "shard \"{}\" takes id slot {}",
-            c.shards[i].name,
+            c.shards[i].0,
             slots[i].unwrap_or(free)
         ));
     }

@@ -7,7 +7,7 @@
 pub mod proxy;
 pub mod slow_cancels;
 
-use shardproxy::control::cluster::{free_port, LocalCluster};
+use shardproxy::control::cluster::{free_port, ClusterOptions, LocalCluster};
 use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -42,11 +42,16 @@ impl Deref for TempCluster {
 /// Starts a fresh cluster (wal_level=logical, 2PC on, trust auth, fsync off)
 /// on a free port. Retries with another port if the chosen one was taken meanwhile.
 pub fn temp_cluster() -> TempCluster {
+    temp_cluster_with(&ClusterOptions::default())
+}
+
+/// [`temp_cluster`] with extra settings or pg_hba.conf lines.
+pub fn temp_cluster_with(opts: &ClusterOptions) -> TempCluster {
     let dir = temp_dir();
     let data = dir.path().join("data");
     let mut last_err = String::new();
     for _ in 0..3 {
-        match LocalCluster::start(&data, free_port()) {
+        match LocalCluster::start_with(&data, free_port(), opts) {
             Ok(cluster) => return TempCluster { cluster, dir },
             Err(e) => last_err = e,
         }
@@ -96,6 +101,17 @@ fn shm_if_roomy() -> Option<std::path::PathBuf> {
             .is_some_and(|mib| mib >= 2048)
     });
     roomy.then(|| "/dev/shm".into())
+}
+
+/// A streaming replica of `primary` (pg_basebackup), in its own temporary
+/// directory, on a free port.
+pub fn temp_replica(primary: &LocalCluster) -> TempCluster {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    match LocalCluster::start_replica(primary, &data, free_port(), &ClusterOptions::default()) {
+        Ok(cluster) => TempCluster { cluster, dir },
+        Err(e) => panic!("could not start a replica of port {}: {e}", primary.port()),
+    }
 }
 
 /// Starts `n` clusters in parallel threads.

@@ -23,6 +23,8 @@ pub enum Command {
     ShowRoute { table: String, key: String },
     ShowSequences,
     FixSequences,
+    ShowHot,
+    ShowAdvice,
     Reload,
     Shutdown,
 }
@@ -121,6 +123,18 @@ pub const COMMANDS: &[Spec] = &[
         args: "",
         about: "give every shard an id slot and interleave the sequences that collide (needs every shard up)",
         build: |a| no_args(a, Command::FixSequences),
+    },
+    Spec {
+        words: &["SHOW", "HOT"],
+        args: "",
+        about: "load of the last hot.window_secs: shards, hottest hash intervals and shard keys, with their share",
+        build: |a| no_args(a, Command::ShowHot),
+    },
+    Spec {
+        words: &["SHOW", "REBALANCE", "ADVICE"],
+        args: "",
+        about: "moves that bring the busiest shard closest to the mean, from SHOW HOT's load, with the predicted load after each",
+        build: |a| no_args(a, Command::ShowAdvice),
     },
     Spec {
         words: &["RELOAD"],

@@ -26,6 +26,10 @@ pub struct Plan {
     /// Running the text may drop the backend's prepared statements
     /// (DISCARD, DEALLOCATE).
     pub drops_statements: bool,
+    /// A plain read that a replica may answer outside a transaction: every
+    /// statement a read-only SELECT (or `COPY … TO`) that changes no
+    /// session state, and no `/* primary */` hint (see [`super::hints`]).
+    pub replica_ok: bool,
     /// What the shards get instead of the client's text: an INSERT without
     /// a column list, with the columns its values fill named (see
     /// [`super::ColumnCache`]).

@@ -14,12 +14,7 @@ impl Session {
         if total.error.is_some() || !c.sharding.unique_ids {
             return;
         }
-        let tables: Vec<String> = c
-            .tables
-            .iter()
-            .filter(|t| !t.reference && t.shard_key.is_some())
-            .map(|t| t.name.clone())
-            .collect();
+        let tables = crate::control::unique_ids::sharded_tables(c);
         if tables.is_empty() {
             return;
         }

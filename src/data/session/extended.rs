@@ -336,6 +336,9 @@ impl Session {
         let mut unnamed_parsed = false;
         let mut last_tag = 0;
         self.batch_verbatim = false;
+        self.replica_read = false;
+        // Every statement the batch executes is a plain read.
+        let mut reads_only = true;
         for (tag, body) in frames(batch) {
             last_tag = tag;
             match tag {
@@ -400,7 +403,9 @@ impl Session {
                         formats: bp.formats,
                     };
                     binds += 1;
-                    let d = match self.dispatch(plan, &params) {
+                    reads_only &= plan.replica_ok;
+                    let mut key = None;
+                    let d = match self.dispatch(plan, &params, &mut key) {
                         Ok(d) => d,
                         // Statements before this one run first (then all
                         // roll back), as Postgres would: the pipeline
@@ -414,6 +419,7 @@ impl Session {
                             })
                         }
                     };
+                    self.load.key(key, &self.proxy.load, &self.rt);
                     chosen = match (chosen, d) {
                         (Dispatch::Any, d) => d,
                         (c, Dispatch::Any) => c,
@@ -427,6 +433,7 @@ impl Session {
             }
         }
         self.batch_verbatim = verbatim && last_tag == b'S';
+        self.replica_read = self.may_read_replica(reads_only && binds > 0 && last_tag == b'S');
         if binds > 1 && !matches!(chosen, Dispatch::One(_) | Dispatch::Any) {
             return Ok(Dispatch::Pipeline);
         }

@@ -113,7 +113,13 @@ impl Session {
                     SqlError::new(sqlstate::INTERNAL_ERROR, format!("no shard {shard}"))
                 })?
                 .clone();
-            let lease = self.with_settings(pool.checkout().await?).await?;
+            // A read fanned out outside a transaction may use replicas.
+            let checkout = if self.replica_read && self.tx == b'I' && self.others.is_empty() {
+                pool.checkout_read().await?
+            } else {
+                pool.checkout().await?
+            };
+            let lease = self.with_settings(checkout).await?;
             parts.push(Part { shard, lease });
         }
         self.publish_with(&mut parts);

@@ -152,7 +152,10 @@ impl Session {
             values: bp.values.clone(),
             formats: bp.formats.clone(),
         };
-        let dispatch = match self.dispatch(plan, &params) {
+        let mut key = None;
+        let routed = self.dispatch(plan, &params, &mut key);
+        self.load.key(key, &self.proxy.load, &self.rt);
+        let dispatch = match routed {
             Ok(d) => d,
             Err(e) => return Ok(StepKind::Fail(e)),
         };

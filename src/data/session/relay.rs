@@ -126,6 +126,11 @@ impl Session {
                         break;
                     }
                 }
+                b'C' if self.fan_hold.is_none() => {
+                    let rows = crate::data::load::command_rows(f.body(bytes));
+                    self.load
+                        .rows(self.lease_shard, rows, &self.proxy.load, &self.rt);
+                }
                 b'G' => {
                     end = Run::CopyIn;
                     break;
@@ -321,6 +326,11 @@ impl Session {
                         }
                     } else if !swallow {
                         self.emit(bytes);
+                        if t == b'C' && self.fan_hold.is_none() {
+                            let rows = crate::data::load::command_rows(frame.body(bytes));
+                            self.load
+                                .rows(self.lease_shard, rows, &self.proxy.load, &self.rt);
+                        }
                     }
                     swallowing = false;
                     self.emit_synth(q);

@@ -64,9 +64,13 @@ impl Session {
         if let Some(r) = self.deferred_transaction(&plan, sql) {
             return r.await;
         }
+        self.replica_read = self.may_read_replica(plan.replica_ok);
         // The rare paths are boxed: their futures are large, and inline they
         // would size every session's task for them.
-        let shard = match self.dispatch(&plan, &params) {
+        let mut key = None;
+        let routed = self.dispatch(&plan, &params, &mut key);
+        self.load.key(key, &self.proxy.load, &self.rt);
+        let shard = match routed {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
             Ok(Dispatch::Fan { shards, mode }) => {
@@ -121,6 +125,9 @@ impl Session {
         }
         let t = sql.trim().trim_end_matches(';').trim();
         let lower = t.to_ascii_lowercase();
+        if let Some(r) = self.target_session_command(&lower) {
+            return Some(r);
+        }
         if lower == "reset shardproxy.shard" {
             self.hint_shard = None;
             return Some(Ok("RESET".into()));
