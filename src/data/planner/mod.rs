@@ -57,6 +57,7 @@ use sqlparser::parser::Parser;
 
 pub use catalog::{Catalog, KeyType, TableMeta};
 pub use columns::ColumnCache;
+pub use copy_binary::SIGNATURE as COPY_BINARY_SIGNATURE;
 pub use copy_split::{CopyDest, CopySplitter};
 pub use hints::extract_hint;
 pub use insert_split::{split_insert, InsertPart};

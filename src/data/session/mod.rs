@@ -13,6 +13,7 @@ pub mod client_stream;
 mod columns;
 mod copy_extended;
 mod copy_in;
+mod copy_out;
 mod ddl_ids;
 mod deferred_begin;
 mod extended;
