@@ -195,6 +195,13 @@ pub struct ShardingConfig {
     pub vnodes: usize,
     /// Optional file holding the persisted shard map (intervals, lookups, epoch).
     pub map_file: Option<PathBuf>,
+    /// Keep serial/bigserial/identity ids of sharded tables unique across
+    /// shards by interleaving each shard's sequences (see
+    /// `control/unique_ids.rs`); false only reports tables whose ids collide.
+    pub unique_ids: bool,
+    /// The interleave: every shard's sequences count by this much, each from
+    /// its own slot (so at most this many shards, ever, at one time).
+    pub id_stride: u32,
 }
 
 impl Default for ShardingConfig {
@@ -202,6 +209,8 @@ impl Default for ShardingConfig {
         ShardingConfig {
             vnodes: 256,
             map_file: None,
+            unique_ids: true,
+            id_stride: 64,
         }
     }
 }
@@ -365,6 +374,19 @@ impl Config {
         }
         if self.sharding.vnodes == 0 {
             return Err("sharding.vnodes: must be at least 1".into());
+        }
+        if !(2..=65536).contains(&self.sharding.id_stride) {
+            return Err(format!(
+                "sharding.id_stride: {} is not between 2 and 65536",
+                self.sharding.id_stride
+            ));
+        }
+        if self.sharding.id_stride < self.shards.len() as u32 {
+            return Err(format!(
+                "sharding.id_stride: {} is less than the number of shards ({}): each shard needs its own id slot",
+                self.sharding.id_stride,
+                self.shards.len()
+            ));
         }
         if self.shards.is_empty() {
             return Err("shards: at least one [[shards]] entry is needed".into());

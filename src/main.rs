@@ -73,9 +73,17 @@ fn main() -> ExitCode {
         Command::Serve { config } => Config::load(&config)
             .map_err(|e| e.to_string())
             .and_then(|c| run_async(shardproxy::app::serve(c))),
-        Command::Check { config } => Config::load(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|c| shardproxy::app::check(&c).map(|s| print!("{s}"))),
+        Command::Check { config } => {
+            Config::load(&config)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    print!("{}", shardproxy::app::check(&c)?);
+                    run_async(async move {
+                        print!("{}", shardproxy::app::check_shards(&c).await);
+                        Ok(())
+                    })
+                })
+        }
         Command::Demo {
             shards,
             port,

@@ -442,7 +442,19 @@ fn pin_occ(an: &mut Analyzer<'_>, occ: usize, keys: &[KeySource]) {
 }
 
 /// INSERT / UPDATE / DELETE.
-fn dml_plan(kind: StmtKind, facts: DmlFacts, mut an: Analyzer<'_>) -> StmtPlan {
+fn dml_plan(kind: StmtKind, facts: DmlFacts, an: Analyzer<'_>) -> StmtPlan {
+    let needs_columns = match &facts.rows {
+        Some(InsertRows::NeedsColumns(t)) => Some(t.clone()),
+        _ => None,
+    };
+    let implicit_columns = facts.implicit_columns.clone();
+    let mut p = dml_target(kind, facts, an);
+    p.needs_columns = needs_columns;
+    p.implicit_columns = implicit_columns;
+    p
+}
+
+fn dml_target(kind: StmtKind, facts: DmlFacts, mut an: Analyzer<'_>) -> StmtPlan {
     if let Some(r) = &an.refusal {
         let t = refused(r.clone());
         return finish(kind, t, an);
@@ -453,6 +465,14 @@ fn dml_plan(kind: StmtKind, facts: DmlFacts, mut an: Analyzer<'_>) -> StmtPlan {
             let (table, key) = (an.occs[occ].table.clone(), an.occs[occ].key.clone());
             match &facts.rows {
                 Some(InsertRows::Refused(m)) => refused(m.clone()),
+                // Shown only when the columns cannot be learnt, or the
+                // values outnumber them.
+                Some(InsertRows::NeedsColumns(_)) => Target::Refused {
+                    sqlstate: "42601",
+                    message: format!(
+                        "INSERT has more expressions than target columns (table \"{table}\" as the shards describe it)"
+                    ),
+                },
                 Some(InsertRows::Select) => refused(format!(
                     "INSERT … SELECT into sharded table \"{table}\" is not supported: each row \
                      must be routed by its shard key (use INSERT … VALUES or COPY)"

@@ -30,6 +30,20 @@ pub struct Plan {
     /// statement a read-only SELECT (or `COPY … TO`) that changes no
     /// session state, and no `/* primary */` hint (see [`super::hints`]).
     pub replica_ok: bool,
+    /// What the shards get instead of the client's text: an INSERT without
+    /// a column list, with the columns its values fill named (see
+    /// [`super::ColumnCache`]).
+    pub sent_text: Option<Arc<str>>,
+    /// The [`super::ColumnCache`] generation the plan was made with, when it
+    /// used the cache: once that moves, the plan is made again.
+    pub column_generation: Option<u64>,
+}
+
+impl Plan {
+    /// A table whose column order the plan needs and the cache lacks.
+    pub fn needs_columns(&self) -> Option<&str> {
+        self.stmts.iter().find_map(|s| s.needs_columns.as_deref())
+    }
 }
 
 /// A routing hint: from a comment in the SQL text or from the session's
@@ -69,6 +83,14 @@ pub struct StmtPlan {
     /// The parsed multi-row INSERT, kept for [`super::split_insert`] (only for
     /// [`Target::InsertMulti`]).
     pub(crate) insert_ast: Option<Arc<Statement>>,
+    /// An INSERT without a column list into this table: its column order is
+    /// not known yet (the target is a refusal until the session learns it).
+    pub needs_columns: Option<String>,
+    /// An INSERT without a column list: the columns its values fill, in
+    /// order, from the cached catalog.
+    pub implicit_columns: Option<Vec<String>>,
+    /// That INSERT with its column list (moved to [`Plan::sent_text`]).
+    pub(crate) sent_text: Option<Arc<str>>,
 }
 
 impl StmtPlan {
@@ -82,6 +104,9 @@ impl StmtPlan {
             session_state: None,
             group: None,
             insert_ast: None,
+            needs_columns: None,
+            implicit_columns: None,
+            sent_text: None,
         }
     }
 

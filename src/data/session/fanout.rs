@@ -6,6 +6,7 @@
 //! inside a transaction on every shard and finish with two-phase commit
 //! ([`super::twophase`]), so they apply everywhere or nowhere.
 
+use super::copy_out::{forward_copy_data, TRAILER_MESSAGE};
 use super::twophase::Commit;
 use super::{End, Session};
 use crate::data::codec::error::{parse_error_fields, sqlstate};
@@ -74,6 +75,10 @@ pub(super) struct Answer {
     pub error: Option<(BytesMut, String)>,
     /// A COPY TO STDOUT was relayed (one CopyDone is owed at the end).
     pub copy_out: bool,
+    /// A binary COPY TO: the header went out, a trailer is held for the end
+    /// (see `copy_out.rs`).
+    pub copy_header_sent: bool,
+    pub copy_trailer: bool,
     /// The shards hold copies ([`FanMode::Copies`]): only the first shard's
     /// rows and count reach the client.
     pub copies: bool,
@@ -170,6 +175,9 @@ impl Session {
             let rows: Vec<BytesMut> = rows.into_iter().flatten().collect();
             merge_into(&mut self.out, kinds, &mut total, &rows);
         }
+        if mode == FanMode::Ddl {
+            self.after_ddl(&mut parts, &mut total).await;
+        }
         self.complete_parts(parts, total, in_tx, commit).await
     }
 
@@ -257,6 +265,9 @@ impl Session {
             }
             self.finish_parts(parts);
         }
+        if total.copy_trailer {
+            self.out.extend_from_slice(&TRAILER_MESSAGE);
+        }
         if total.copy_out {
             messages::empty(&mut self.out, b'c');
         }
@@ -332,7 +343,12 @@ impl Session {
                     Some(rows) => rows.push(BytesMut::from(bytes)),
                     None => self.out.extend_from_slice(bytes),
                 },
-                b'd' | b'N' => self.out.extend_from_slice(bytes),
+                b'd' => {
+                    let body = frame.body(bytes);
+                    total.copy_trailer |=
+                        forward_copy_data(bytes, body, &mut total.copy_header_sent, &mut self.out);
+                }
+                b'N' => self.out.extend_from_slice(bytes),
                 b'C' if repeat => {}
                 b'C' => {
                     let body = frame.body(bytes);

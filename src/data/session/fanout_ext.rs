@@ -4,6 +4,7 @@
 //! follows it, are held back; the other shards contribute their rows; then
 //! one CommandComplete with the summed count and the held tail go out.
 
+use super::copy_out::{forward_copy_data, TRAILER_MESSAGE};
 use super::fanout::{merge_into, split_complete, split_tag, Answer, FanMode, Part};
 use super::relay::{Expect, Relayed};
 use super::twophase::Commit;
@@ -26,6 +27,9 @@ pub(super) struct FanHold {
     /// The first shard's CopyDone of a COPY TO STDOUT, held until every
     /// shard's CopyData has been forwarded.
     pub copy_done: bool,
+    /// A binary COPY TO: the header went out, a trailer is held for the end.
+    pub copy_header_sent: bool,
+    pub copy_trailer: bool,
     /// A simple aggregate fan-out: the first shard's rows are collected in
     /// `rows` (not forwarded) and its last RowDescription (the proxy's own
     /// Describe of the portal, just before Execute) kept in `row_desc`.
@@ -121,6 +125,9 @@ impl Session {
         parts.insert(0, first);
         let mut total = Answer {
             copies: mode == FanMode::Copies,
+            // The first shard's binary COPY header went out, its trailer is held.
+            copy_header_sent: hold.copy_header_sent,
+            copy_trailer: hold.copy_trailer,
             ..Answer::default()
         };
         let first_status = match r {
@@ -181,6 +188,9 @@ impl Session {
             total.row_desc = hold.row_desc.take();
             merge_into(&mut self.out, kinds, &mut total, &rows);
         }
+        if mode == FanMode::Ddl {
+            self.after_ddl(&mut parts, &mut total).await;
+        }
         // Commit or roll back, then answer: summed CommandComplete, then the tail (ReadyForQuery).
         let failed = first_failed || total.error.is_some();
         if in_tx {
@@ -210,6 +220,9 @@ impl Session {
             return self.flush_client().await;
         }
         if !first_failed {
+            if total.copy_trailer {
+                self.out.extend_from_slice(&TRAILER_MESSAGE);
+            }
             if hold.copy_done {
                 messages::empty(&mut self.out, b'c');
             }
@@ -263,7 +276,12 @@ impl Session {
                         rows.push(BytesMut::from(bytes));
                     }
                 }
-                b'D' | b'd' if forward && !total.copies => self.out.extend_from_slice(bytes),
+                b'd' if forward && !total.copies => {
+                    let body = f.body(bytes);
+                    total.copy_trailer |=
+                        forward_copy_data(bytes, body, &mut total.copy_header_sent, &mut self.out);
+                }
+                b'D' if forward && !total.copies => self.out.extend_from_slice(bytes),
                 b'C' if !total.copies => {
                     let body = f.body(bytes);
                     if let (_, Some(n)) = split_complete(body) {

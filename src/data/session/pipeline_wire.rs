@@ -133,6 +133,9 @@ impl Session {
         if let Some(refusal) = pipeline_refusal(plan) {
             return Ok(refusal);
         }
+        if stmt.rewritten() {
+            self.columns_watch = plan.stmts.first().and_then(|s| s.tables.first().cloned());
+        }
         if plan.stmts.len() == 1 && plan.stmts[0].kind == StmtKind::Begin {
             pipe.begin_seen = true;
             if !pipe.explicit {

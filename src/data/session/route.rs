@@ -72,6 +72,15 @@ impl Session {
             }
         }
         for stmt in &plan.stmts {
+            if stmt.kind == StmtKind::Ddl {
+                // The column order of a table it changes is read again.
+                if stmt.tables.is_empty() {
+                    self.rt.planner.columns.clear();
+                }
+                for t in &stmt.tables {
+                    self.rt.planner.columns.forget(t);
+                }
+            }
             let d = self.dispatch_stmt(stmt, plan, hint.as_ref(), params, note)?;
             match d {
                 Dispatch::Any => {}

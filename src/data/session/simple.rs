@@ -34,7 +34,29 @@ impl Session {
                 Err(e) => self.error_and_ready(e).await,
             };
         }
-        let (plan, literals) = self.rt.planner.plan_literals_with(sql, &mut self.last_plan);
+        let (mut plan, mut literals) = self.rt.planner.plan_literals_with(sql, &mut self.last_plan);
+        if let Some(table) = plan.needs_columns() {
+            // INSERT without a column list: learn the table's columns, plan again.
+            let table = table.to_string();
+            // Not cached, or too few columns cached: read them again.
+            self.rt.planner.columns.forget(&table);
+            if let Err(e) = self.table_columns(&table, None).await {
+                return self.error_and_ready(e).await;
+            }
+            (plan, literals) = self.rt.planner.plan_literals_with(sql, &mut self.last_plan);
+        }
+        self.watch_columns(&plan);
+        // The shards get the INSERT naming the columns its values fill.
+        let named;
+        let msg = match &plan.sent_text {
+            Some(text) => {
+                let mut b = bytes::BytesMut::new();
+                crate::data::codec::messages::query(&mut b, text);
+                named = b;
+                &named[..]
+            }
+            None => msg,
+        };
         let params = Params {
             values: literals.iter().map(|l| Some(l.as_bytes())).collect(),
             formats: Default::default(),
