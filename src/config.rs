@@ -30,6 +30,8 @@ pub struct Config {
     pub lookup: Vec<LookupConfig>,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub merge: MergeConfig,
     /// Where the file was read from (not part of the TOML).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -199,6 +201,27 @@ pub struct MetricsConfig {
     pub listen: Option<String>,
 }
 
+/// `[merge]`: limits of the cross-shard merge.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeConfig {
+    /// Most memory one merge may hold for its groups or DISTINCT rows
+    /// (estimated); past it the query fails with 54000.
+    pub memory_limit_bytes: usize,
+    /// Most rows an inner query planned on its own (a CTE or subquery that
+    /// needs rows of several shards) may pass to the outer query.
+    pub subquery_row_limit: usize,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            memory_limit_bytes: 64 << 20,
+            subquery_row_limit: 10_000,
+        }
+    }
+}
+
 /// A configuration problem, already phrased for the operator.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -260,6 +283,9 @@ impl Config {
         }
         if self.proxy.max_clients == 0 {
             return Err("proxy.max_clients: must be at least 1".into());
+        }
+        if self.merge.memory_limit_bytes < 1024 {
+            return Err("merge.memory_limit_bytes: must be at least 1024".into());
         }
         if self.pool.size == 0 {
             return Err("pool.size: must be at least 1".into());

@@ -4,10 +4,11 @@
 
 #![allow(dead_code)]
 
+pub mod merge_data;
 pub mod proxy;
 pub mod slow_cancels;
 
-use shardproxy::control::cluster::{free_port, LocalCluster};
+use shardproxy::control::cluster::{free_port, ClusterOptions, LocalCluster};
 use std::ops::Deref;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -42,11 +43,16 @@ impl Deref for TempCluster {
 /// Starts a fresh cluster (wal_level=logical, 2PC on, trust auth, fsync off)
 /// on a free port. Retries with another port if the chosen one was taken meanwhile.
 pub fn temp_cluster() -> TempCluster {
+    temp_cluster_with(&ClusterOptions::default())
+}
+
+/// [`temp_cluster`] with options (e.g. an ICU default collation).
+pub fn temp_cluster_with(opts: &ClusterOptions) -> TempCluster {
     let dir = temp_dir();
     let data = dir.path().join("data");
     let mut last_err = String::new();
     for _ in 0..3 {
-        match LocalCluster::start(&data, free_port()) {
+        match LocalCluster::start_with(&data, free_port(), opts) {
             Ok(cluster) => return TempCluster { cluster, dir },
             Err(e) => last_err = e,
         }
@@ -100,7 +106,17 @@ fn shm_if_roomy() -> Option<std::path::PathBuf> {
 
 /// Starts `n` clusters in parallel threads.
 pub fn temp_clusters(n: usize) -> Vec<TempCluster> {
-    let handles: Vec<_> = (0..n).map(|_| std::thread::spawn(temp_cluster)).collect();
+    temp_clusters_with(n, &ClusterOptions::default())
+}
+
+/// [`temp_clusters`] with options.
+pub fn temp_clusters_with(n: usize, opts: &ClusterOptions) -> Vec<TempCluster> {
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let o = opts.clone();
+            std::thread::spawn(move || temp_cluster_with(&o))
+        })
+        .collect();
     handles
         .into_iter()
         .map(|h| h.join().expect("cluster start thread panicked"))

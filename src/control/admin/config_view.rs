@@ -15,7 +15,7 @@ use toml::Value;
 /// Top-level sections in the order the config file documents them; any
 /// other section follows in name order.
 const SECTION_ORDER: &[&str] = &[
-    "proxy", "admin", "users", "pool", "shards", "tables", "sharding", "lookup", "metrics",
+    "proxy", "admin", "users", "pool", "shards", "tables", "sharding", "lookup", "metrics", "merge",
 ];
 
 /// What a masked password reads as.
@@ -199,11 +199,11 @@ listen = "127.0.0.1:9100"
         assert_eq!(get("users[0].password"), None);
         let all = format!("{:?}", r.rows);
         assert!(!all.contains("secret"), "{all}");
-        // Sections in file order: proxy first, metrics last.
+        // Sections in file order: proxy first, merge last.
         assert!(r.rows[0][0].as_deref().unwrap().starts_with("proxy."));
         assert!(r.rows.last().unwrap()[0]
             .as_deref()
             .unwrap()
-            .starts_with("metrics."));
+            .starts_with("merge."));
     }
 }

@@ -26,6 +26,9 @@ pub struct ClusterOptions {
     pub durable: bool,
     /// Extra `postgresql.conf` settings, written after ours (so they win).
     pub settings: Vec<(String, String)>,
+    /// The ICU locale of the database default collation (initdb
+    /// `--locale-provider=icu --icu-locale=…`); None is the C locale.
+    pub icu_locale: Option<String>,
 }
 
 impl ClusterOptions {
@@ -33,7 +36,15 @@ impl ClusterOptions {
     pub fn durable() -> Self {
         ClusterOptions {
             durable: true,
-            settings: Vec::new(),
+            ..ClusterOptions::default()
+        }
+    }
+
+    /// A throwaway cluster whose default collation is ICU `locale`.
+    pub fn icu(locale: &str) -> Self {
+        ClusterOptions {
+            icu_locale: Some(locale.to_string()),
+            ..ClusterOptions::default()
         }
     }
 }
@@ -73,7 +84,7 @@ impl LocalCluster {
         process::check_pg_user()?;
         let data_dir = absolute(data_dir)?;
         if !data_dir.join("PG_VERSION").exists() {
-            let tpl = template::ensure_template(&bin)?;
+            let tpl = template::ensure_template(&bin, opts.icu_locale.as_deref())?;
             template::copy_template(&tpl, &data_dir)?;
         }
         let mut cluster = LocalCluster {

@@ -23,6 +23,7 @@ mod cache;
 mod catalog;
 mod copy;
 mod copy_split;
+mod distributed;
 mod dml;
 mod from;
 mod hints;
@@ -38,7 +39,6 @@ mod resolve;
 mod scope;
 mod session_state;
 mod setting_words;
-mod simple_agg;
 pub mod standard_strings;
 mod template_match;
 mod unparsed;
@@ -55,11 +55,13 @@ use sqlparser::parser::Parser;
 
 pub use catalog::{Catalog, KeyType, TableMeta};
 pub use copy_split::{CopyDest, CopySplitter};
+pub use distributed::spec as dist;
+pub use distributed::DistPlan;
 pub use hints::extract_hint;
 pub use insert_split::{split_insert, InsertPart};
 pub use last_plan::LastPlan;
 pub use plan::{
-    AggKind, CopyFormat, CopySpec, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
+    CopyFormat, CopySpec, DistRef, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
     StmtPlan, Target,
 };
 pub use resolve::{key_value, resolve, resolve_stmt, Params, Route, RouteError};

@@ -3,6 +3,7 @@
 //! names made global, statements the backend lacks prepared first, Close of
 //! a statement answered by the proxy), sent in one write and relayed back.
 
+use super::fanout::FanMode;
 use super::prepared::PreparedStmt;
 use super::relay::Expect;
 use super::route::Dispatch;
@@ -122,6 +123,10 @@ impl Session {
         let shard = match self.route_batch(batch) {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
+            Ok(Dispatch::Fan {
+                shards,
+                mode: FanMode::Merge(dist),
+            }) if sync => return Box::pin(self.merge_extended(batch, &shards, dist)).await,
             Ok(Dispatch::Fan { shards, mode }) if sync => {
                 return Box::pin(self.fanout_extended(batch, &shards, mode)).await
             }
@@ -534,7 +539,7 @@ impl Session {
     /// The statement of the Parse at offset `at` of the current batch: the
     /// one routing made (taken, as each Parse is translated once), if it saw
     /// that Parse.
-    fn batch_statement(&mut self, at: usize, p: &ParseMsg<'_>) -> Arc<PreparedStmt> {
+    pub(super) fn batch_statement(&mut self, at: usize, p: &ParseMsg<'_>) -> Arc<PreparedStmt> {
         match self.parsed_in_batch.iter().position(|(o, _)| *o == at) {
             Some(i) => self.parsed_in_batch.swap_remove(i).1,
             None => self.statement_of(p),

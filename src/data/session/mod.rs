@@ -14,6 +14,7 @@ mod copy_in;
 mod extended;
 mod fanout;
 mod fanout_ext;
+mod fanout_merge;
 pub mod prepared;
 mod relay;
 mod route;
