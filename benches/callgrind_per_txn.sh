@@ -4,7 +4,8 @@
 # does not move with the machine's load (TPS on a shared 2-core host varies
 # by ±8% from round to round; these counts repeat to within 0.1%).
 #
-#   cargo build --release && sudo bash benches/callgrind_per_txn.sh
+#   cargo build --release &&
+#     sudo bash benches/callgrind_per_txn.sh | tee docs/bench-runs/callgrind-$(date -u +%F)-<letter>.txt
 #
 # One pgbench client, so each transaction is one wake-up of the event loop
 # (the per-transaction cost is higher than under 16 clients, where one
@@ -63,6 +64,9 @@ cat >"$WORK/proxy.toml" <<EOF
 [proxy]
 listen = "127.0.0.1:$PROXY_PORT"
 auth = "trust"
+# One event loop: the single-worker figures of docs/benchmarks.md (the
+# default is one per core, which on 2 cores competes with Postgres).
+workers = 1
 
 [[users]]
 name = "postgres"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # End-to-end benchmark: shardproxy side by side with direct Postgres and
 # pgbouncer, then a 4-shard run, then the memory of 1,000 idle clients.
-# docs/benchmarks.md records what it printed and on which machine.
+# docs/benchmarks.md records the figures and the machine; what it printed
+# goes in docs/bench-runs/ (one file per run):
 #
-#   cargo build --release && sudo bash benches/pgbench_compare.sh
+#   cargo build --release &&
+#     sudo bash benches/pgbench_compare.sh | tee docs/bench-runs/pgbench-compare-$(date -u +%F)-<letter>.txt
 #
 # With a profile-guided build (`bash benches/pgo_build.sh`, which writes
 # target/pgo/release/shardproxy, laid out by BOLT when llvm-bolt is
@@ -114,6 +116,9 @@ proxy_config() {
 [proxy]
 listen = "127.0.0.1:$port"
 auth = "trust"
+# One event loop: the single-worker figures of docs/benchmarks.md (the
+# default is one per core, which on 2 cores competes with Postgres).
+workers = 1
 max_clients = $((IDLE * 2 > 2000 ? IDLE * 2 : 2000))
 two_phase_commit = $twophase
 

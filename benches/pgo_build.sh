@@ -100,6 +100,9 @@ cat >"$WORK/proxy.toml" <<EOF
 [proxy]
 listen = "127.0.0.1:$PROXY_PORT"
 auth = "trust"
+# One event loop: the single-worker figures of docs/benchmarks.md (the
+# default is one per core, which on 2 cores competes with Postgres).
+workers = 1
 two_phase_commit = true
 
 [[users]]

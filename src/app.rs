@@ -29,6 +29,10 @@ pub async fn bind(config: Config) -> Result<Bound, String> {
         let weak = Arc::downgrade(&proxy);
         tokio::spawn(run_periodically(weak, RECOVERY_INTERVAL, RECOVERY_MIN_AGE));
     }
+    // Watches the servers of shards with replicas: rotation, lag, failover.
+    tokio::spawn(crate::data::pool::health::run(Arc::downgrade(&proxy)));
+    crate::data::load::spawn_ticker(Arc::downgrade(&proxy));
+    crate::control::shard_checks::spawn_after_load(&proxy);
     let listener = TcpListener::bind(&listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e}"))?;

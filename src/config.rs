@@ -29,7 +29,11 @@ pub struct Config {
     #[serde(default)]
     pub lookup: Vec<LookupConfig>,
     #[serde(default)]
+    pub hot: HotConfig,
+    #[serde(default)]
     pub metrics: MetricsConfig,
+    #[serde(default)]
+    pub replicas: ReplicasConfig,
     #[serde(default)]
     pub merge: MergeConfig,
     /// Where the file was read from (not part of the TOML).
@@ -62,7 +66,21 @@ pub struct ProxyConfig {
     /// Event-loop threads serving clients. Each is single-threaded (no task
     /// migration, no cross-thread wakeups on the hot path, as pgbouncer's
     /// process); several accept on the same listener and share the pools.
+    /// Default: [`default_workers`].
     pub workers: usize,
+}
+
+/// Most workers the default gives (more must be asked for).
+pub const MAX_DEFAULT_WORKERS: usize = 16;
+
+/// `proxy.workers` when unset: the cores this process may run on
+/// (`std::thread::available_parallelism`, which counts the CPU affinity
+/// mask and cgroup quotas), at most [`MAX_DEFAULT_WORKERS`].
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, MAX_DEFAULT_WORKERS)
 }
 
 impl Default for ProxyConfig {
@@ -76,8 +94,8 @@ impl Default for ProxyConfig {
             tls_cert: None,
             tls_key: None,
             max_message_bytes: 64 << 20,
-            two_phase_commit: false,
-            workers: 1,
+            two_phase_commit: true,
+            workers: default_workers(),
         }
     }
 }
@@ -106,6 +124,10 @@ impl Default for AdminConfig {
 pub struct UserConfig {
     pub name: String,
     pub password: String,
+    /// "primary" sends all of this user's statements to the primaries;
+    /// unset follows `replicas.target_session`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_session: Option<String>,
 }
 
 /// `[pool]`: backend pooling, per shard.
@@ -138,8 +160,12 @@ impl Default for PoolConfig {
 #[serde(deny_unknown_fields)]
 pub struct ShardConfig {
     pub name: String,
-    /// `postgres://user:password@host:port/database`; `host` may be a Unix socket directory.
+    /// `postgres://user:password@host:port/database`; `host` may be a Unix
+    /// socket directory. The primary (or the server first tried as one).
     pub url: String,
+    /// Streaming replicas of this shard's primary, as URLs like `url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replicas: Vec<String>,
 }
 
 /// `[[tables]]`: a sharded table (`shard_key`) or a reference table (`reference = true`).
@@ -221,6 +247,76 @@ impl Default for MergeConfig {
         }
     }
 }
+
+/// `[replicas]`: how reads use the shards' replicas and how their servers
+/// are watched (for shards with `replicas`).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReplicasConfig {
+    /// Where reads outside a transaction go: "prefer-standby" (a replica
+    /// in rotation, else the primary) or "primary".
+    pub target_session: String,
+    /// How a read picks a replica: "round_robin" or "least_connections".
+    pub read_policy: String,
+    /// A replica further behind than this leaves rotation until it catches up.
+    pub max_replica_lag_ms: u64,
+    /// How often every server of a shard with replicas is checked (role, lag).
+    pub check_interval_ms: u64,
+}
+
+impl Default for ReplicasConfig {
+    fn default() -> Self {
+        ReplicasConfig {
+            target_session: "prefer-standby".into(),
+            read_policy: "round_robin".into(),
+            max_replica_lag_ms: 1000,
+            check_interval_ms: 500,
+        }
+    }
+}
+
+/// `[hot]`: load accounting (`SHOW HOT`, `SHOW REBALANCE ADVICE`, the load
+/// metrics) and the opt-in automatic rebalancing that acts on its advice.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HotConfig {
+    /// Count shard-key values, hash intervals and rows per statement (the
+    /// per-shard statement and busy-time figures are kept either way).
+    pub enabled: bool,
+    /// The sliding window `SHOW HOT` and the advice look at, in seconds.
+    pub window_secs: u64,
+    /// The window is kept as this many slots; the oldest is dropped as a
+    /// new one starts (every `window_secs / slots` seconds).
+    pub slots: usize,
+    /// Shard-key values the top-k sketch tracks per slot.
+    pub top_keys: usize,
+    /// Apply the advice's first move by itself when the thresholds below are met.
+    pub auto: bool,
+    /// Auto acts when the busiest shard's statements exceed the mean by this factor.
+    pub auto_threshold: f64,
+    /// ... and the window holds at least this many statements.
+    pub auto_min_statements: u64,
+    /// Seconds after a move (by auto or by hand) before auto acts again.
+    pub auto_cooldown_secs: u64,
+}
+
+impl Default for HotConfig {
+    fn default() -> Self {
+        HotConfig {
+            enabled: true,
+            window_secs: 60,
+            slots: 6,
+            top_keys: 64,
+            auto: false,
+            auto_threshold: 1.5,
+            auto_min_statements: 10_000,
+            auto_cooldown_secs: 600,
+        }
+    }
+}
+
+/// Values of `target_session` (config and `SET shardproxy.target_session`).
+pub const TARGET_SESSIONS: &[&str] = &["prefer-standby", "primary"];
 
 /// A configuration problem, already phrased for the operator.
 #[derive(Debug, thiserror::Error)]
@@ -310,11 +406,44 @@ impl Config {
             if let Err(e) = crate::data::pool::BackendAddr::parse(&s.url) {
                 return Err(format!("shards[{i}].url: {e}"));
             }
+            for (j, r) in s.replicas.iter().enumerate() {
+                if let Err(e) = crate::data::pool::BackendAddr::parse(r) {
+                    return Err(format!("shards[{i}].replicas[{j}]: {e}"));
+                }
+                if *r == s.url || s.replicas[..j].contains(r) {
+                    return Err(format!("shards[{i}].replicas[{j}]: '{r}' is listed twice"));
+                }
+            }
+        }
+        let r = &self.replicas;
+        if !TARGET_SESSIONS.contains(&r.target_session.as_str()) {
+            return Err(format!(
+                "replicas.target_session: '{}' is not one of {}",
+                r.target_session,
+                TARGET_SESSIONS.join(", ")
+            ));
+        }
+        if !["round_robin", "least_connections"].contains(&r.read_policy.as_str()) {
+            return Err(format!(
+                "replicas.read_policy: '{}' is not one of round_robin, least_connections",
+                r.read_policy
+            ));
+        }
+        if r.check_interval_ms == 0 {
+            return Err("replicas.check_interval_ms: must be at least 1".into());
         }
         let mut users = HashSet::new();
         for (i, u) in self.users.iter().enumerate() {
             if !users.insert(u.name.as_str()) {
                 return Err(format!("users[{i}].name: '{}' is used twice", u.name));
+            }
+            if let Some(t) = &u.target_session {
+                if !TARGET_SESSIONS.contains(&t.as_str()) {
+                    return Err(format!(
+                        "users[{i}].target_session: '{t}' is not one of {}",
+                        TARGET_SESSIONS.join(", ")
+                    ));
+                }
             }
             if u.name == self.admin.user {
                 return Err(format!(
@@ -364,9 +493,50 @@ impl Config {
                 return Err(format!("metrics.listen: '{m}' is not host:port"));
             }
         }
+        self.hot.validate()
+    }
+}
+
+impl HotConfig {
+    fn validate(&self) -> Result<(), String> {
+        if !(1..=360).contains(&self.slots) {
+            return Err(format!(
+                "hot.slots: {} is not between 1 and 360",
+                self.slots
+            ));
+        }
+        if self.window_secs < self.slots as u64
+            || !self.window_secs.is_multiple_of(self.slots as u64)
+        {
+            return Err(format!(
+                "hot.window_secs: {} must be a whole multiple of hot.slots ({}), e.g. {}",
+                self.window_secs,
+                self.slots,
+                self.slots * 10
+            ));
+        }
+        if !(1..=4096).contains(&self.top_keys) {
+            return Err(format!(
+                "hot.top_keys: {} is not between 1 and 4096",
+                self.top_keys
+            ));
+        }
+        if !(self.auto_threshold > 1.0 && self.auto_threshold.is_finite()) {
+            return Err(format!(
+                "hot.auto_threshold: {} must be above 1.0 (the busiest shard's load over the mean)",
+                self.auto_threshold
+            ));
+        }
+        if self.auto && !self.enabled {
+            return Err(
+                "hot.auto needs hot.enabled = true (advice comes from the load accounting)".into(),
+            );
+        }
         Ok(())
     }
+}
 
+impl Config {
     /// The table entry for `name` (case-insensitive, schema prefix ignored).
     pub fn table(&self, name: &str) -> Option<&TableConfig> {
         let bare = name.rsplit('.').next().unwrap_or(name);

@@ -9,11 +9,22 @@
 //! | `shardproxy_errors_total` | counter | `shard` | errors from the shard, failed connects and lost connections |
 //! | `shardproxy_bytes_sent_total` | counter | `shard` | bytes sent to the shard |
 //! | `shardproxy_bytes_received_total` | counter | `shard` | bytes received from the shard |
-//! | `shardproxy_pool_in_use` | gauge | `shard` | backends leased to clients (including connections being opened for them) |
-//! | `shardproxy_pool_idle` | gauge | `shard` | idle backends kept open |
+//! | `shardproxy_pool_in_use` | gauge | `shard` | backends leased to clients (including connections being opened for them), all servers of the shard |
+//! | `shardproxy_pool_idle` | gauge | `shard` | idle backends kept open, all servers of the shard |
 //! | `shardproxy_pool_waiting` | gauge | `shard` | clients waiting for a free backend |
-//! | `shardproxy_shard_up` | gauge | `shard` | 1 unless the last connect to the shard failed |
+//! | `shardproxy_shard_up` | gauge | `shard` | 1 unless the last connect to (or health check of) the shard's primary failed |
 //! | `shardproxy_query_duration_seconds` | histogram | `shard` | time from sending a statement to the shard's ReadyForQuery; buckets 50µs … 5s |
+//! | `shardproxy_failovers_total` | counter | `shard` | times the health checker found a new primary for the shard |
+//! | `shardproxy_server_up` | gauge | `shard`, `server` | 1 unless the last connect to (or check of) the server failed |
+//! | `shardproxy_server_primary` | gauge | `shard`, `server` | 1 for the server taking the shard's writes |
+//! | `shardproxy_server_in_rotation` | gauge | `shard`, `server` | 1 for a replica reads may go to |
+//! | `shardproxy_replica_lag_seconds` | gauge | `shard`, `server` | replay lag measured by the proxy (0 for the primary, -1 not known yet) |
+//! | `shardproxy_server_checkouts_total` | counter | `shard`, `server` | backends handed out on the server (reads routed to a replica) |
+//! | `shardproxy_shard_load_share` | gauge | `shard` | the shard's share of all statements over `hot.window_secs` (what `SHOW HOT` lists) |
+//! | `shardproxy_load_imbalance` | gauge | | the busiest shard's statements over the mean, over the window (1 = even) |
+//! | `shardproxy_shard_rows_total` | counter | `shard` | rows returned or changed by single-shard statements (CommandComplete counts; `hot.enabled`) |
+//! | `shardproxy_keyed_statements_total` | counter | `group`, `bucket` | statements routed by one key, by sixteenth of the hash circle (`bucket` 0 … f, the hash's top hex digit; `hot.enabled`) |
+//! | `shardproxy_hot_key_share` | gauge | `group` | the heaviest shard-key value's share of all statements over the window (the key itself is in `SHOW HOT`, never a label) |
 //!
 //! How values get there:
 //! - The latency histogram is recorded by the session on every query through a
@@ -62,6 +73,17 @@ pub const POOL_IDLE: &str = "shardproxy_pool_idle";
 pub const POOL_WAITING: &str = "shardproxy_pool_waiting";
 pub const SHARD_UP: &str = "shardproxy_shard_up";
 pub const QUERY_DURATION: &str = "shardproxy_query_duration_seconds";
+pub const FAILOVERS: &str = "shardproxy_failovers_total";
+pub const SERVER_UP: &str = "shardproxy_server_up";
+pub const SERVER_PRIMARY: &str = "shardproxy_server_primary";
+pub const SERVER_IN_ROTATION: &str = "shardproxy_server_in_rotation";
+pub const REPLICA_LAG: &str = "shardproxy_replica_lag_seconds";
+pub const SERVER_CHECKOUTS: &str = "shardproxy_server_checkouts_total";
+pub const LOAD_SHARE: &str = "shardproxy_shard_load_share";
+pub const LOAD_IMBALANCE: &str = "shardproxy_load_imbalance";
+pub const SHARD_ROWS: &str = "shardproxy_shard_rows_total";
+pub const KEYED_STATEMENTS: &str = "shardproxy_keyed_statements_total";
+pub const HOT_KEY_SHARE: &str = "shardproxy_hot_key_share";
 
 /// Every metric name, for docs and tests.
 pub const ALL: &[&str] = &[
@@ -77,6 +99,17 @@ pub const ALL: &[&str] = &[
     POOL_WAITING,
     SHARD_UP,
     QUERY_DURATION,
+    FAILOVERS,
+    SERVER_UP,
+    SERVER_PRIMARY,
+    SERVER_IN_ROTATION,
+    REPLICA_LAG,
+    SERVER_CHECKOUTS,
+    LOAD_SHARE,
+    LOAD_IMBALANCE,
+    SHARD_ROWS,
+    KEYED_STATEMENTS,
+    HOT_KEY_SHARE,
 ];
 
 /// Upper bounds of the latency histogram's buckets, in seconds (50µs … 5s).
@@ -102,6 +135,7 @@ static EXPORTER: Mutex<Option<SocketAddr>> = Mutex::new(None);
 static SAMPLER: Mutex<Sampler> = Mutex::new(Sampler {
     owner: Weak::new(),
     shards: None,
+    load: None,
 });
 
 /// The latency histogram handle for `shard` (called once per pool).
@@ -175,6 +209,7 @@ pub fn install(listen: &str, proxy: Arc<Proxy>) -> Result<(), String> {
     if let Ok(mut s) = SAMPLER.lock() {
         s.owner = Arc::downgrade(&proxy);
         s.shards = None;
+        s.load = None;
     }
     record_gauges(&proxy);
     let weak = Arc::downgrade(&proxy);
@@ -227,11 +262,56 @@ fn describe() {
     describe_gauge!(POOL_IN_USE, "Backends leased to clients.");
     describe_gauge!(POOL_IDLE, "Idle backends kept open.");
     describe_gauge!(POOL_WAITING, "Clients waiting for a free backend.");
-    describe_gauge!(SHARD_UP, "1 unless the last connect to the shard failed.");
+    describe_gauge!(
+        SHARD_UP,
+        "1 unless the last connect to (or check of) the shard's primary failed."
+    );
+    describe_counter!(
+        FAILOVERS,
+        "Times the health checker found a new primary for the shard."
+    );
+    describe_gauge!(
+        SERVER_UP,
+        "1 unless the last connect to (or check of) the server failed."
+    );
+    describe_gauge!(
+        SERVER_PRIMARY,
+        "1 for the server taking the shard's writes."
+    );
+    describe_gauge!(
+        SERVER_IN_ROTATION,
+        "1 for a replica that reads may go to (healthy, lag within max_replica_lag_ms)."
+    );
+    describe_gauge!(
+        REPLICA_LAG,
+        Unit::Seconds,
+        "Replay lag of a replica measured by the proxy (-1: not known yet)."
+    );
+    describe_counter!(SERVER_CHECKOUTS, "Backends handed out on the server.");
     describe_histogram!(
         QUERY_DURATION,
         Unit::Seconds,
         "Time from sending a statement to the shard's ReadyForQuery."
+    );
+    describe_gauge!(
+        LOAD_SHARE,
+        "The shard's share of all statements over hot.window_secs."
+    );
+    describe_gauge!(
+        LOAD_IMBALANCE,
+        "The busiest shard's statements over the mean, over hot.window_secs."
+    );
+    describe_counter!(
+        SHARD_ROWS,
+        "Rows returned or changed by single-shard statements."
+    );
+    describe_counter!(
+        KEYED_STATEMENTS,
+        "Statements routed by one key, by sixteenth of the hash circle."
+    );
+    describe_gauge!(
+        HOT_KEY_SHARE,
+        "The heaviest shard-key value's share of all statements over hot.window_secs."
     );
 }
 
@@ -240,6 +320,72 @@ struct Sampler {
     owner: Weak<Proxy>,
     /// None until the first sample (a `HashMap` cannot be built in a static).
     shards: Option<HashMap<String, ShardSeries>>,
+    load: Option<LoadSeries>,
+}
+
+/// The load board's series (see [`crate::data::load`]).
+#[derive(Default)]
+struct LoadSeries {
+    share: HashMap<String, Gauge>,
+    /// Rows counter and the total already reported, per shard.
+    rows: HashMap<String, (Counter, u64)>,
+    /// Keyed-statement counters and totals reported, per (group, bucket).
+    keyed: HashMap<(String, usize), (Counter, u64)>,
+    hot_key: HashMap<String, Gauge>,
+}
+
+impl LoadSeries {
+    fn sample(&mut self, proxy: &Proxy, map: &crate::data::router::ShardMap) {
+        let load = proxy.load.snapshot(map);
+        for s in &load.shards {
+            self.share
+                .entry(s.name.clone())
+                .or_insert_with(|| metrics::gauge!(LOAD_SHARE, "shard" => s.name.clone()))
+                .set(load.share(s.statements));
+        }
+        metrics::gauge!(LOAD_IMBALANCE).set(load.imbalance());
+        for (g, name) in map.groups().iter().enumerate() {
+            let top = load
+                .keys
+                .iter()
+                .find(|k| k.group == g)
+                .map_or(0.0, |k| load.share(k.count));
+            self.hot_key
+                .entry(name.clone())
+                .or_insert_with(|| metrics::gauge!(HOT_KEY_SHARE, "group" => name.clone()))
+                .set(top);
+        }
+        let (buckets, mut rows) = proxy.load.totals();
+        // Every shard's and bucket's series exists from the first sample on,
+        // at 0 until something is counted.
+        for s in &load.shards {
+            if !rows.iter().any(|(n, _)| n == &s.name) {
+                rows.push((s.name.clone(), 0));
+            }
+        }
+        for (shard, total) in rows {
+            let (c, last) = self
+                .rows
+                .entry(shard.clone())
+                .or_insert_with(|| (metrics::counter!(SHARD_ROWS, "shard" => shard.clone()), 0));
+            c.increment(total.saturating_sub(*last));
+            *last = (*last).max(total);
+        }
+        for (g, group) in map.groups().iter().enumerate() {
+            let per = buckets.get(g).copied().unwrap_or_default();
+            for (b, &total) in per.iter().enumerate() {
+                let (c, last) = self.keyed.entry((group.clone(), b)).or_insert_with(|| {
+                    let bucket = format!("{b:x}");
+                    (
+                        metrics::counter!(KEYED_STATEMENTS, "group" => group.clone(), "bucket" => bucket),
+                        0,
+                    )
+                });
+                c.increment(total.saturating_sub(*last));
+                *last = (*last).max(total);
+            }
+        }
+    }
 }
 
 /// The series of one shard and the counter values already reported.
@@ -254,6 +400,34 @@ struct ShardSeries {
     idle: Gauge,
     waiting: Gauge,
     up: Gauge,
+    failovers: Counter,
+    last_failovers: u64,
+    /// One per server of the pool, in its order.
+    servers: Vec<ServerSeries>,
+}
+
+/// The series of one server of a shard.
+struct ServerSeries {
+    up: Gauge,
+    primary: Gauge,
+    in_rotation: Gauge,
+    lag: Gauge,
+    checkouts: Counter,
+    last_checkouts: u64,
+}
+
+impl ServerSeries {
+    fn new(shard: &str, server: &str) -> ServerSeries {
+        let labels = || [("shard", shard.to_string()), ("server", server.to_string())];
+        ServerSeries {
+            up: metrics::gauge!(SERVER_UP, &labels()),
+            primary: metrics::gauge!(SERVER_PRIMARY, &labels()),
+            in_rotation: metrics::gauge!(SERVER_IN_ROTATION, &labels()),
+            lag: metrics::gauge!(REPLICA_LAG, &labels()),
+            checkouts: metrics::counter!(SERVER_CHECKOUTS, &labels()),
+            last_checkouts: 0,
+        }
+    }
 }
 
 impl ShardSeries {
@@ -274,7 +448,17 @@ impl ShardSeries {
             idle: gauge(POOL_IDLE),
             waiting: gauge(POOL_WAITING),
             up: gauge(SHARD_UP),
+            failovers: label(FAILOVERS),
+            last_failovers: 0,
+            servers: ShardSeries::server_series(pool),
         }
+    }
+
+    fn server_series(pool: &ShardPool) -> Vec<ServerSeries> {
+        pool.servers()
+            .iter()
+            .map(|s| ServerSeries::new(&pool.name, &s.endpoint.addr.display()))
+            .collect()
     }
 }
 
@@ -283,6 +467,9 @@ impl Sampler {
         metrics::gauge!(CLIENTS_CONNECTED).set(proxy.clients.count() as f64);
         metrics::counter!(CLIENTS_REFUSED).absolute(REFUSED.load(Relaxed));
         let rt = proxy.runtime();
+        self.load
+            .get_or_insert_with(LoadSeries::default)
+            .sample(proxy, &rt.map);
         let shards = self.shards.get_or_insert_with(HashMap::new);
         // Forget shards RELOAD removed, so a re-added one gets fresh handles
         // (its old series may have been dropped by the idle timeout).
@@ -294,6 +481,8 @@ impl Sampler {
             if !series.pool.upgrade().is_some_and(|p| Arc::ptr_eq(&p, pool)) {
                 series.pool = Arc::downgrade(pool);
                 series.last = [0; 5];
+                series.last_failovers = 0;
+                series.servers = ShardSeries::server_series(pool);
             }
             let st = &pool.stats;
             let now = [
@@ -308,10 +497,32 @@ impl Sampler {
                 counter.increment(now.saturating_sub(*last));
                 *last = (*last).max(now);
             }
-            series.in_use.set(st.in_use.load(Relaxed) as f64);
-            series.idle.set(st.idle.load(Relaxed) as f64);
-            series.waiting.set(st.waiting.load(Relaxed) as f64);
-            series.up.set(if st.up.load(Relaxed) { 1.0 } else { 0.0 });
+            let flag = |b: bool| if b { 1.0 } else { 0.0 };
+            series.in_use.set(pool.in_use() as f64);
+            series.idle.set(pool.idle() as f64);
+            series.waiting.set(pool.waiting() as f64);
+            series.up.set(flag(pool.primary().stats.up.load(Relaxed)));
+            let failovers = pool.failovers.load(Relaxed);
+            series
+                .failovers
+                .increment(failovers.saturating_sub(series.last_failovers));
+            series.last_failovers = series.last_failovers.max(failovers);
+            let primary = pool.primary_index();
+            for (i, (server, s)) in pool.servers().iter().zip(&mut series.servers).enumerate() {
+                let st = &server.stats;
+                s.up.set(flag(st.up.load(Relaxed)));
+                s.primary.set(flag(i == primary));
+                s.in_rotation.set(flag(st.in_rotation.load(Relaxed)));
+                let lag = st.lag_ms.load(Relaxed);
+                s.lag.set(if lag == u64::MAX {
+                    -1.0
+                } else {
+                    lag as f64 / 1000.0
+                });
+                let n = st.checkouts.load(Relaxed);
+                s.checkouts.increment(n.saturating_sub(s.last_checkouts));
+                s.last_checkouts = s.last_checkouts.max(n);
+            }
         }
     }
 }
@@ -344,13 +555,14 @@ mod tests {
         let mut s = Sampler {
             owner: Weak::new(),
             shards: None,
+            load: None,
         };
         let queries = "shardproxy_queries_total{shard=\"s0\"}";
         metrics::with_local_recorder(&recorder, || {
             let p0 = proxy.runtime().pools[0].clone();
             p0.stats.queries.store(5, Relaxed);
-            p0.stats.idle.store(3, Relaxed);
-            p0.stats.up.store(false, Relaxed);
+            p0.servers()[0].stats.idle.store(3, Relaxed);
+            p0.servers()[0].stats.up.store(false, Relaxed);
             REFUSED.fetch_add(1, Relaxed);
             s.sample(&proxy);
             p0.stats.queries.store(7, Relaxed);

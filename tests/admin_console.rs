@@ -5,6 +5,7 @@
 
 mod common;
 
+use common::proxy::{http_get, sample};
 use common::*;
 use shardproxy::control::cluster::{free_port, LocalCluster};
 use shardproxy::runtime::Proxy;
@@ -12,7 +13,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::SimpleQueryMessage;
 
@@ -176,26 +176,6 @@ fn psql_admin(port: u16, sql: &str) -> (String, String) {
     (stdout, stderr)
 }
 
-async fn http_get(port: u16, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    s.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
-    )
-    .await
-    .unwrap();
-    let mut body = Vec::new();
-    s.read_to_end(&mut body).await.unwrap();
-    String::from_utf8_lossy(&body).into_owned()
-}
-
-/// The value on the sample line `series value`.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
     let pg = temp_cluster();
@@ -222,8 +202,9 @@ async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
     // psql, as an operator would type it.
     let (out, _) = psql_admin(port, "show shards");
     let f: Vec<&str> = out.split('|').collect();
-    assert_eq!(f.len(), 8, "{out}");
+    assert_eq!(f.len(), 12, "{out}");
     assert_eq!(f[0], "s0");
+    assert_eq!((f[8], f[9], f[10]), ("primary", "up", ""), "{out}");
     assert_eq!(f[1], format!("127.0.0.1:{}", pg.port()));
     assert_eq!(f[2], "postgres");
     assert_eq!(f[3], "up");
@@ -249,7 +230,10 @@ async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
 
     let admin = connect(&admin_url(port)).await;
     let help = rows(&admin, "show help", &["command", "description"]).await;
-    assert_eq!(help.len(), 11); // + SHOW SHARDMAP, SHOW ROUTE
+    assert_eq!(
+        help.len(),
+        shardproxy::control::admin::commands::COMMANDS.len()
+    );
 
     let shards = rows(
         &admin,
@@ -263,6 +247,10 @@ async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
             "idle",
             "waiting",
             "pool_size",
+            "role",
+            "state",
+            "lag_ms",
+            "lsn",
         ],
     )
     .await;
@@ -280,10 +268,15 @@ async fn console_commands_report_the_running_proxy_and_metrics_are_served() {
             "size",
             "connects",
             "connect_errors",
+            "server",
+            "role",
+            "checkouts",
         ],
     )
     .await;
     assert_eq!(pools[0]["name"], "s0");
+    assert_eq!(pools[0]["role"], "primary");
+    assert!(num(&pools[0], "checkouts") >= 6);
     assert_eq!(num(&pools[0], "size"), 4);
     assert_eq!(num(&pools[0], "in_use"), 0);
     assert!(num(&pools[0], "connects") >= 1);
@@ -582,7 +575,6 @@ async fn reload_applies_a_good_file_keeps_the_old_one_on_error_and_shutdown_drai
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_replaced_by_reload_closes_its_backends() {
-    use std::sync::atomic::Ordering::Relaxed;
     let pg = temp_cluster();
     let shard = connect(&pg.url("postgres")).await;
     let dir = temp_dir();
@@ -630,8 +622,8 @@ async fn a_pool_replaced_by_reload_closes_its_backends() {
     assert_ne!(next, idle_pid);
     let new_pool = p.proxy.runtime().pools[0].clone();
     assert_eq!(new_pool.settings.size, 3);
-    assert_eq!(new_pool.stats.connects.load(Relaxed), 1);
-    assert_eq!(old_pool.stats.in_use.load(Relaxed), 1);
+    assert_eq!(new_pool.connects(), 1);
+    assert_eq!(old_pool.in_use(), 1);
 
     // The open transaction finishes on its backend, which then closes.
     let still: i32 = busy
@@ -645,8 +637,8 @@ async fn a_pool_replaced_by_reload_closes_its_backends() {
         backend_gone(&shard, busy_pid).await,
         "the old pool kept a returned backend"
     );
-    assert_eq!(old_pool.stats.idle.load(Relaxed), 0);
-    assert_eq!(old_pool.stats.in_use.load(Relaxed), 0);
+    assert_eq!(old_pool.idle(), 0);
+    assert_eq!(old_pool.in_use(), 0);
     let v: i32 = busy.query_one("SELECT 5", &[]).await.unwrap().get(0);
     assert_eq!(v, 5);
     p.serve.abort();

@@ -267,7 +267,7 @@ async fn check(tally: &mut Tally, case: &Case, how: &str, want: Answer, got: Ans
 }
 
 async fn differential(opts: ClusterOptions, label: &str) {
-    let r = Routed::start_with(4, true, true, TABLES, opts).await;
+    let r = Routed::start_opts(4, true, true, TABLES, opts).await;
     let p = connect(&r.url()).await;
     let o = connect(&r.oracle_url()).await;
     for stmt in DDL {

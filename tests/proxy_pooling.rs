@@ -400,7 +400,6 @@ async fn idle_backends_close_after_the_idle_timeout_only() {
 /// (no clock read per release) and closed by a later round once the timeout
 /// has passed; using it again in between starts its idle time over.
 async fn idle_timeout_body() {
-    use std::sync::atomic::Ordering::Relaxed;
     use std::time::Duration;
     let c = temp_cluster();
     let shard = connect(&c.url("postgres")).await;
@@ -421,7 +420,7 @@ async fn idle_timeout_body() {
     let first = pid_of().await;
     p.wait_pool_idle(0).await;
     let pool = p.proxy.runtime().pools[0].clone();
-    assert_eq!(pool.stats.idle.load(Relaxed), 1);
+    assert_eq!(pool.idle(), 1);
 
     // Stamped now, kept; used again before the timeout: kept again.
     pool.reap_idle();
@@ -429,16 +428,12 @@ async fn idle_timeout_body() {
     assert_eq!(pid_of().await, first);
     p.wait_pool_idle(0).await;
     pool.reap_idle();
-    assert_eq!(
-        pool.stats.idle.load(Relaxed),
-        1,
-        "a just-used backend was closed"
-    );
+    assert_eq!(pool.idle(), 1, "a just-used backend was closed");
 
     // Idle past the timeout since it was stamped: closed on the shard too.
     tokio::time::sleep(Duration::from_millis(400)).await;
     pool.reap_idle();
-    assert_eq!(pool.stats.idle.load(Relaxed), 0);
+    assert_eq!(pool.idle(), 0);
     assert!(
         backend_gone(&shard, first).await,
         "the reaped backend is still connected"
@@ -459,7 +454,6 @@ async fn a_full_pool_queues_clients_and_times_out_with_53300() {
 /// if it is held past the checkout timeout; many clients sharing two
 /// backends all finish, on no more than two server processes.
 async fn full_pool_body() {
-    use std::sync::atomic::Ordering::Relaxed;
     use std::time::{Duration, Instant};
     let c = temp_cluster();
     let p = start_proxy(
@@ -487,11 +481,7 @@ async fn full_pool_body() {
         (r, waiter)
     });
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(
-        pool.stats.waiting.load(Relaxed),
-        1,
-        "the second client is not waiting"
-    );
+    assert_eq!(pool.waiting(), 1, "the second client is not waiting");
     holder.batch_execute("COMMIT").await.unwrap();
     // The returned backend is handed to the waiter: the holder's next
     // statement queues behind it instead of taking the backend back.
@@ -511,7 +501,7 @@ async fn full_pool_body() {
         served_at < next_at,
         "the waiter ran after the holder's next statement"
     );
-    assert_eq!(pool.stats.waiting.load(Relaxed), 0);
+    assert_eq!(pool.waiting(), 0);
 
     // Held past the timeout: 53300 naming the shard; the session carries on.
     holder.batch_execute("BEGIN; SELECT 1").await.unwrap();
@@ -523,7 +513,7 @@ async fn full_pool_body() {
     let v: i32 = waiter.query_one("SELECT 9", &[]).await.unwrap().get(0);
     assert_eq!(v, 9);
     p.wait_pool_idle(0).await;
-    assert_eq!(pool.stats.idle.load(Relaxed), 1);
+    assert_eq!(pool.idle(), 1);
     drop((holder, waiter));
 
     // Twelve clients, two backends, short transactions back to back.
@@ -560,7 +550,7 @@ async fn full_pool_body() {
         "pool.size = 2 but backends {all:?} ran statements"
     );
     p.wait_pool_idle(0).await;
-    assert_eq!(p.proxy.runtime().pools[0].stats.waiting.load(Relaxed), 0);
+    assert_eq!(p.proxy.runtime().pools[0].waiting(), 0);
 }
 
 /// standard_conforming_strings stays on through the proxy (its router reads

@@ -280,11 +280,11 @@ async fn fanout_write_through_the_proxy_leaves_nothing_prepared() {
 /// failure there, or a multi-shard commit would count that shard as done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn committing_a_failed_transaction_is_a_failure() {
-    use shardproxy::data::pool::{Backend, BackendAddr, CancelFence};
+    use shardproxy::data::pool::{Backend, CancelFence, Endpoint};
     let c = temp_cluster();
-    let addr = BackendAddr::parse(&c.url("postgres")).unwrap();
+    let endpoint = std::sync::Arc::new(Endpoint::new(&c.url("postgres")).unwrap());
     let mut be = Backend::connect(
-        &addr,
+        &endpoint,
         "s0",
         Duration::from_secs(5),
         std::sync::Arc::new(CancelFence::default()),

@@ -2,5 +2,8 @@
 //! the proxy (local Postgres clusters for the demo and the tests).
 
 pub mod admin;
+pub mod advice;
 pub mod cluster;
+pub mod conn;
+pub mod shard_checks;
 pub mod twophase;

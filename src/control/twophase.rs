@@ -20,12 +20,13 @@
 //! This is control-path code, so it uses tokio-postgres (one short-lived
 //! connection per shard per round) rather than the data path's backend pools.
 
+use crate::data::pool::Endpoint;
 use crate::data::session::twophase::{gid_coordinator, txid_of, GID_PREFIX};
 use crate::runtime::{Proxy, Runtime};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// How often the proxy runs [`recover`] in the background.
 pub const RECOVERY_INTERVAL: Duration = Duration::from_secs(30);
@@ -88,14 +89,15 @@ struct ShardState {
 /// logged and listed in the report, and the next round tries again.
 pub async fn recover(rt: &Runtime, min_age: Duration) -> RecoveryReport {
     let mut report = RecoveryReport::default();
-    let mut shards = Vec::with_capacity(rt.config.shards.len());
-    for s in &rt.config.shards {
+    let mut shards = Vec::with_capacity(rt.pools.len());
+    for s in &rt.pools {
         let mut st = ShardState {
             name: s.name.clone(),
             client: None,
             prepared: BTreeMap::new(),
         };
-        match connect(&s.url).await {
+        // The current primary (after a failover, not the configured one).
+        match connect(&s.primary().endpoint).await {
             Ok(c) => match list_prepared(&c, min_age).await {
                 Ok(p) => {
                     st.prepared = p;
@@ -279,18 +281,8 @@ pub async fn run_periodically(proxy: Weak<Proxy>, interval: Duration, min_age: D
     }
 }
 
-async fn connect(url: &str) -> Result<Client, String> {
-    let mut cfg: tokio_postgres::Config =
-        url.parse().map_err(|e| format!("invalid shard URL: {e}"))?;
-    cfg.connect_timeout(SHARD_TIMEOUT);
-    cfg.application_name("shardproxy-2pc-recovery");
-    let (client, conn) = timed(cfg.connect(NoTls)).await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!("2PC recovery connection closed: {e}");
-        }
-    });
-    Ok(client)
+async fn connect(endpoint: &Endpoint) -> Result<Client, String> {
+    crate::control::conn::connect_endpoint(endpoint, "shardproxy-2pc-recovery").await
 }
 
 /// The proxy's prepared transactions in this database: gid → older than `min_age`.

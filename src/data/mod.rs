@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod codec;
+pub mod load;
 pub mod merge;
 pub mod planner;
 pub mod pool;

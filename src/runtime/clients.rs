@@ -6,8 +6,7 @@ use crate::data::pool::{cancel_fence, CancelTarget, ShardPool};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{
-    AtomicU32, AtomicU64, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release,
-    Ordering::SeqCst,
+    AtomicU64, AtomicU8, Ordering::Acquire, Ordering::Relaxed, Ordering::Release, Ordering::SeqCst,
 };
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -32,7 +31,9 @@ pub struct ClientInfo {
     /// stores on every transaction, where a locked list of shared targets
     /// cost a lock round trip and two reference counts each time.
     running_key: AtomicU64,
-    running_shard: AtomicU32,
+    /// The shard index in the low half, the server's index among the
+    /// shard's servers in the high half.
+    running_shard: AtomicU64,
     /// The runtime snapshot the session works with (its shard indexes are
     /// into these pools); replaced when the session takes up a new one.
     session_runtime: Mutex<SessionRuntime>,
@@ -61,12 +62,13 @@ impl ClientInfo {
         }
     }
 
-    /// Publishes the one backend (of shard `shard`, with this
-    /// BackendKeyData) now running the client's statements.
+    /// Publishes the one backend (of server `server` of shard `shard`, with
+    /// this BackendKeyData) now running the client's statements.
     #[inline]
-    pub fn set_running_one(&self, shard: usize, pid: i32, secret: i32) {
+    pub fn set_running_one(&self, shard: usize, server: usize, pid: i32, secret: i32) {
         // Stored before the key (see `running_one`).
-        self.running_shard.store(shard as u32, Release);
+        self.running_shard
+            .store(((server as u64) << 32) | shard as u32 as u64, Release);
         self.running_key.store(packed_key(pid, secret), Release);
     }
 
@@ -84,16 +86,17 @@ impl ClientInfo {
     /// runtime's pool; such a cancel reaches a server that ignores it, as
     /// pid and secret must both match: a lost cancel, which Postgres' own
     /// protocol allows for too.)
-    fn running_one(&self) -> Option<(usize, i32, i32)> {
+    fn running_one(&self) -> Option<(usize, usize, i32, i32)> {
         let key = self.running_key.load(SeqCst);
         if key == 0 {
             return None;
         }
-        let shard = self.running_shard.load(Acquire) as usize;
+        let at = self.running_shard.load(Acquire);
         if self.running_key.load(SeqCst) != key {
             return None; // the statement ended meanwhile
         }
-        Some((shard, (key >> 32) as u32 as i32, key as u32 as i32))
+        let (shard, server) = (at as u32 as usize, (at >> 32) as usize);
+        Some((shard, server, (key >> 32) as u32 as i32, key as u32 as i32))
     }
 
     /// Whether the backend (pid, secret) still runs this client's statements.
@@ -112,7 +115,7 @@ impl ClientInfo {
             .lock()
             .map(|r| r.clone())
             .unwrap_or_default();
-        if let Some((shard, pid, secret)) = self.running_one() {
+        if let Some((shard, server, pid, secret)) = self.running_one() {
             let pool = self
                 .session_runtime
                 .lock()
@@ -123,8 +126,18 @@ impl ClientInfo {
                     .iter()
                     .any(|(_, t)| t.pid == pid && t.secret == secret)
                 {
-                    let addr = pool.addr.clone();
-                    targets.push((pool, Arc::new(CancelTarget { addr, pid, secret })));
+                    let Some(endpoint) = pool.servers().get(server).map(|s| s.endpoint.clone())
+                    else {
+                        return targets;
+                    };
+                    targets.push((
+                        pool,
+                        Arc::new(CancelTarget {
+                            endpoint,
+                            pid,
+                            secret,
+                        }),
+                    ));
                 }
             }
         }
@@ -162,7 +175,7 @@ impl ClientRegistry {
             secret: rand::random::<i32>(),
             state: AtomicU8::new(b'S'),
             running_key: AtomicU64::new(0),
-            running_shard: AtomicU32::new(0),
+            running_shard: AtomicU64::new(0),
             session_runtime: Mutex::new(SessionRuntime(None)),
             running_on: Mutex::new(Vec::new()),
             queries: AtomicU64::new(0),
@@ -230,7 +243,7 @@ impl ClientRegistry {
                 match target.cancel(limit).await {
                     Ok(()) => drop(fenced),
                     Err(e) => {
-                        let addr = target.addr.display();
+                        let addr = target.endpoint.addr.display();
                         tracing::warn!("cancel request to {addr} failed: {}", e.error);
                         if e.sent {
                             // Its signals may still come: close the backend.

@@ -72,7 +72,10 @@ pub fn install_signal_handlers(proxy: Arc<Proxy>) -> std::io::Result<()> {
                 _ = term.recv() => { tracing::info!("SIGTERM: draining"); begin_shutdown(&proxy); }
                 _ = int.recv() => { tracing::info!("SIGINT: draining"); begin_shutdown(&proxy); }
                 _ = hup.recv() => match proxy.reload() {
-                    Ok(s) => tracing::info!("SIGHUP: {s}"),
+                    Ok(s) => {
+                        tracing::info!("SIGHUP: {s}");
+                        crate::control::shard_checks::spawn_after_load(&proxy);
+                    }
                     Err(e) => tracing::error!("SIGHUP: reload failed, keeping the running config: {e}"),
                 },
             }

@@ -8,7 +8,7 @@ use super::clients::ClientRegistry;
 use crate::config::Config;
 use crate::data::auth::{Credential, ScramVerifier};
 use crate::data::planner::Planner;
-use crate::data::pool::{BackendAddr, PoolSettings, ShardPool};
+use crate::data::pool::{Endpoint, PoolSettings, ReplicaSettings, ShardPool};
 use crate::data::router::ShardMap;
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
@@ -62,22 +62,49 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// Builds a runtime, reusing pools from `previous` whose shard URL and
-    /// pool settings did not change (so RELOAD keeps warm backends).
+    /// Builds a runtime, reusing pools from `previous` whose shard URLs
+    /// (primary and replicas) and pool and replica settings did not change
+    /// (so RELOAD keeps warm backends).
     pub fn build(config: Config, previous: Option<&Runtime>) -> Result<Runtime, String> {
         let settings = PoolSettings::from_config(&config.pool);
+        let replica_settings = ReplicaSettings::from_config(&config.replicas);
         let mut pools = Vec::with_capacity(config.shards.len());
         for s in &config.shards {
-            let addr = BackendAddr::parse(&s.url).map_err(|e| format!("shard {}: {e}", s.name))?;
+            let urls =
+                || std::iter::once(s.url.as_str()).chain(s.replicas.iter().map(String::as_str));
+            // Kept with its failover state: a RELOAD of the same servers
+            // does not send writes back to a primary that was replaced.
             let reused = previous.and_then(|p| {
                 p.pools
                     .iter()
                     .find(|pool| {
-                        pool.name == s.name && pool.addr == addr && pool.settings == settings
+                        pool.name == s.name
+                            && pool.configured_urls().eq(urls())
+                            && pool.settings == settings
+                            && pool.replica_settings == replica_settings
                     })
                     .cloned()
             });
-            pools.push(reused.unwrap_or_else(|| ShardPool::new(&s.name, addr, settings.clone())));
+            let pool = match reused {
+                Some(p) => p,
+                None => {
+                    let endpoint =
+                        |u: &str| Endpoint::new(u).map_err(|e| format!("shard {}: {e}", s.name));
+                    let replicas = s
+                        .replicas
+                        .iter()
+                        .map(|u| endpoint(u))
+                        .collect::<Result<_, _>>()?;
+                    ShardPool::with_replicas(
+                        &s.name,
+                        endpoint(&s.url)?,
+                        replicas,
+                        settings.clone(),
+                        replica_settings.clone(),
+                    )
+                }
+            };
+            pools.push(pool);
         }
         let mut users = HashMap::new();
         for u in &config.users {
@@ -124,12 +151,16 @@ pub struct Proxy {
     /// ParameterStatus values reported to clients (learned from the first shard).
     pub server_params: Mutex<Option<Vec<(String, String)>>>,
     pub started: Instant,
+    /// Measured load per shard, interval and key (`SHOW HOT`, advice).
+    pub load: crate::data::load::LoadBoard,
 }
 
 impl Proxy {
     pub fn new(config: Config) -> Result<Arc<Proxy>, String> {
         let runtime = Runtime::build(config, None)?;
+        let load = crate::data::load::LoadBoard::new(&runtime.config.hot);
         Ok(Arc::new(Proxy {
+            load,
             runtime: ArcSwap::from_pointee(runtime),
             generation: AtomicU64::new(0),
             clients: ClientRegistry::default(),

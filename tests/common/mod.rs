@@ -46,7 +46,8 @@ pub fn temp_cluster() -> TempCluster {
     temp_cluster_with(&ClusterOptions::default())
 }
 
-/// [`temp_cluster`] with options (e.g. an ICU default collation).
+/// [`temp_cluster`] with extra settings, pg_hba.conf lines or an ICU
+/// default collation.
 pub fn temp_cluster_with(opts: &ClusterOptions) -> TempCluster {
     let dir = temp_dir();
     let data = dir.path().join("data");
@@ -102,6 +103,17 @@ fn shm_if_roomy() -> Option<std::path::PathBuf> {
             .is_some_and(|mib| mib >= 2048)
     });
     roomy.then(|| "/dev/shm".into())
+}
+
+/// A streaming replica of `primary` (pg_basebackup), in its own temporary
+/// directory, on a free port.
+pub fn temp_replica(primary: &LocalCluster) -> TempCluster {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    match LocalCluster::start_replica(primary, &data, free_port(), &ClusterOptions::default()) {
+        Ok(cluster) => TempCluster { cluster, dir },
+        Err(e) => panic!("could not start a replica of port {}: {e}", primary.port()),
+    }
 }
 
 /// Starts `n` clusters in parallel threads.

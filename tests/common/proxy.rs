@@ -471,3 +471,22 @@ pub async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
         .await
         .unwrap_or_else(|_| panic!("test did not finish within {secs} s (hang?)"))
 }
+
+/// `GET path` over plain HTTP/1.1 from 127.0.0.1:`port` (the metrics endpoint).
+pub async fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut body = Vec::new();
+    s.read_to_end(&mut body).await.unwrap();
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// The value on the Prometheus sample line `series value`.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}

@@ -49,16 +49,50 @@ impl Routed {
     /// Starts `n` shards (+ an oracle when `oracle`), writes the config built
     /// by [`config_text`] and serves the proxy on a free port.
     pub async fn start(n: usize, oracle: bool, two_pc: bool, tables: &str) -> Routed {
-        Routed::start_with(n, oracle, two_pc, tables, ClusterOptions::default()).await
+        Routed::start_with(n, oracle, |port, urls| {
+            config_text(port, urls, two_pc, tables)
+        })
+        .await
     }
 
-    /// [`Routed::start`] with cluster options (every shard and the oracle).
-    pub async fn start_with(
+    /// Like [`Routed::start`] with a config that leaves
+    /// `proxy.two_phase_commit` at its default, as a new user's would.
+    pub async fn start_fresh(n: usize, oracle: bool, tables: &str) -> Routed {
+        Routed::start_with(n, oracle, |port, urls| {
+            config_text(port, urls, true, tables).replace("two_phase_commit = true\n", "")
+        })
+        .await
+    }
+
+    /// [`Routed::start`] with cluster options (every shard and the oracle),
+    /// e.g. an ICU default collation.
+    pub async fn start_opts(
         n: usize,
         oracle: bool,
         two_pc: bool,
         tables: &str,
         opts: ClusterOptions,
+    ) -> Routed {
+        Routed::start_inner(n, oracle, opts, |port, urls| {
+            config_text(port, urls, two_pc, tables)
+        })
+        .await
+    }
+
+    /// Starts the clusters and serves the config `text(port, shard urls)`.
+    pub async fn start_with(
+        n: usize,
+        oracle: bool,
+        text: impl FnOnce(u16, &[String]) -> String,
+    ) -> Routed {
+        Routed::start_inner(n, oracle, ClusterOptions::default(), text).await
+    }
+
+    async fn start_inner(
+        n: usize,
+        oracle: bool,
+        opts: ClusterOptions,
+        text: impl FnOnce(u16, &[String]) -> String,
     ) -> Routed {
         let mut clusters =
             tokio::task::spawn_blocking(move || temp_clusters_with(n + usize::from(oracle), &opts))
@@ -69,7 +103,7 @@ impl Routed {
         let dir = temp_dir();
         let config_path = dir.path().join("shardproxy.toml");
         let port = free_port();
-        std::fs::write(&config_path, config_text(port, &urls, two_pc, tables)).unwrap();
+        std::fs::write(&config_path, text(port, &urls)).unwrap();
         let config = shardproxy::config::Config::load(&config_path).unwrap();
         let b = shardproxy::app::bind(config).await.unwrap();
         let serve = tokio::spawn(shardproxy::runtime::listener::serve(
@@ -154,6 +188,51 @@ impl Routed {
                 .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
         }
     }
+}
+
+/// Checks that every row of `table` sits on the shard that owns its integer
+/// shard key `key` (NULL keys where the map sends NULL), reading each shard
+/// directly; returns how many rows the shards hold in all.
+pub async fn assert_placement(
+    r: &Routed,
+    shards: &[tokio_postgres::Client],
+    table: &str,
+    key: &str,
+) -> i64 {
+    let mut total = 0;
+    for (i, c) in shards.iter().enumerate() {
+        let rows = c
+            .query(&format!("select {key}::int8 from {table}"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{table} on s{i}: {e:?}"));
+        for row in &rows {
+            let k: Option<i64> = row.get(0);
+            let owner = match k {
+                Some(k) => r.shard_of_int(table, k),
+                None => r.shard_of_null(table),
+            };
+            assert_eq!(
+                owner, i,
+                "{table}.{key}={k:?} found on shard s{i}, owner s{owner}"
+            );
+        }
+        total += rows.len() as i64;
+    }
+    total
+}
+
+/// Every shard's rows of `sql` (run on each shard directly), sorted: what
+/// one Postgres holding all rows would answer, unordered.
+pub async fn union_of_shards(
+    shards: &[tokio_postgres::Client],
+    sql: &str,
+) -> Vec<Vec<Option<String>>> {
+    let mut all = Vec::new();
+    for c in shards {
+        all.extend(text_rows(c, sql).await);
+    }
+    all.sort();
+    all
 }
 
 /// Rows of a simple query as text (None = NULL), from every result set.

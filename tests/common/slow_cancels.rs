@@ -71,6 +71,17 @@ pub async fn slow_cancels(port: u16) -> SlowCancels {
                 conn.read_exact(&mut head).await?;
                 let mut server = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
                 server.write_all(&head).await?;
+                // An SSLRequest (sslmode=prefer, the default) refused by a
+                // server without TLS: the real first packet follows.
+                if head == [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f] {
+                    let mut answer = [0u8; 1];
+                    server.read_exact(&mut answer).await?;
+                    conn.write_all(&answer).await?;
+                    if answer[0] == b'N' {
+                        conn.read_exact(&mut head).await?;
+                        server.write_all(&head).await?;
+                    }
+                }
                 // Length 16, code 80877102: a CancelRequest.
                 if head == [0, 0, 0, 16, 0x04, 0xd2, 0x16, 0x2e] {
                     let mut key = [0u8; 8];

@@ -25,6 +25,7 @@ pub async fn reload(proxy: &Arc<Proxy>) -> Result<Reply, SqlError> {
     match tokio::task::spawn_blocking(move || p.reload()).await {
         Ok(Ok(summary)) => {
             tracing::info!("admin console RELOAD: {summary}");
+            crate::control::shard_checks::spawn_after_load(proxy);
             Ok(Reply::Done {
                 tag: "RELOAD",
                 notice: Some(summary),

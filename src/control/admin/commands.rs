@@ -21,6 +21,8 @@ pub enum Command {
     ShowVersion,
     ShowShardmap,
     ShowRoute { table: String, key: String },
+    ShowHot,
+    ShowAdvice,
     Reload,
     Shutdown,
 }
@@ -107,6 +109,18 @@ pub const COMMANDS: &[Spec] = &[
             Ok([table, key]) => Ok(Command::ShowRoute { table, key }),
             Err(_) => Err("takes a table name and a key".into()),
         },
+    },
+    Spec {
+        words: &["SHOW", "HOT"],
+        args: "",
+        about: "load of the last hot.window_secs: shards, hottest hash intervals and shard keys, with their share",
+        build: |a| no_args(a, Command::ShowHot),
+    },
+    Spec {
+        words: &["SHOW", "REBALANCE", "ADVICE"],
+        args: "",
+        about: "moves that bring the busiest shard closest to the mean, from SHOW HOT's load, with the predicted load after each",
+        build: |a| no_args(a, Command::ShowAdvice),
     },
     Spec {
         words: &["RELOAD"],

@@ -15,7 +15,8 @@ use toml::Value;
 /// Top-level sections in the order the config file documents them; any
 /// other section follows in name order.
 const SECTION_ORDER: &[&str] = &[
-    "proxy", "admin", "users", "pool", "shards", "tables", "sharding", "lookup", "metrics", "merge",
+    "proxy", "admin", "users", "pool", "shards", "replicas", "tables", "sharding", "lookup", "hot",
+    "metrics", "merge",
 ];
 
 /// What a masked password reads as.

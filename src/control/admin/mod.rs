@@ -11,11 +11,13 @@
 //! - [`commands`]: splitting a query string and parsing commands
 //! - [`show`]: the `SHOW` result sets; [`config_view`]: `SHOW CONFIG`
 //! - [`routing`]: `SHOW SHARDMAP`, `SHOW ROUTE`
+//! - [`hot`]: `SHOW HOT`, `SHOW REBALANCE ADVICE`
 //! - [`actions`]: `RELOAD`, `SHUTDOWN`
 
 pub mod actions;
 pub mod commands;
 pub mod config_view;
+pub mod hot;
 pub mod routing;
 pub mod show;
 mod timestamp;
@@ -81,6 +83,14 @@ async fn execute(proxy: &Arc<Proxy>, cmd: Command) -> Result<Reply, SqlError> {
         Command::ShowVersion => Reply::Rows(show::version()),
         Command::ShowShardmap => Reply::Rows(routing::shardmap(&rt.map)),
         Command::ShowRoute { table, key } => Reply::Rows(routing::route(&rt.map, &table, &key)?),
+        Command::ShowHot => Reply::Rows(hot::show_hot(
+            &proxy.load.snapshot(&rt.map),
+            &rt.map,
+            rt.config.hot.enabled,
+        )),
+        Command::ShowAdvice => {
+            Reply::Rows(hot::show_advice(&proxy.load.snapshot(&rt.map), &rt.map))
+        }
         Command::Reload => return actions::reload(proxy).await,
         Command::Shutdown => actions::shutdown(proxy),
     })

@@ -4,6 +4,8 @@
 
 use super::commands::COMMANDS;
 use super::timestamp::rfc3339_utc;
+use crate::data::pool::health::format_lsn;
+use crate::data::pool::{Role, ServerPool, ShardPool};
 use crate::runtime::{Proxy, Runtime};
 use std::sync::atomic::Ordering::Relaxed;
 
@@ -43,7 +45,8 @@ pub fn help() -> ResultSet {
     r
 }
 
-/// `SHOW SHARDS`.
+/// `SHOW SHARDS`: one row per server (the primary first, then the
+/// replicas in config order).
 pub fn shards(rt: &Runtime) -> ResultSet {
     let mut r = ResultSet::new(&[
         "name",
@@ -54,24 +57,54 @@ pub fn shards(rt: &Runtime) -> ResultSet {
         "idle",
         "waiting",
         "pool_size",
+        "role",
+        "state",
+        "lag_ms",
+        "lsn",
     ]);
     for p in &rt.pools {
-        let st = &p.stats;
-        r.push([
-            p.name.clone(),
-            p.addr.display(),
-            p.addr.database.clone(),
-            if st.up.load(Relaxed) { "up" } else { "down" }.to_string(),
-            st.in_use.load(Relaxed).to_string(),
-            st.idle.load(Relaxed).to_string(),
-            st.waiting.load(Relaxed).to_string(),
-            p.settings.size.to_string(),
-        ]);
+        let floor = p.replay_floor();
+        for sv in servers_in_order(p) {
+            let st = &sv.stats;
+            let known = |v: u64| (v != u64::MAX).then(|| v.to_string());
+            let role = st.role();
+            let lsn = st.lsn.load(Relaxed);
+            r.rows.push(vec![
+                Some(p.name.clone()),
+                Some(sv.endpoint.addr.display()),
+                Some(sv.endpoint.addr.database.clone()),
+                Some(if st.up.load(Relaxed) { "up" } else { "down" }.to_string()),
+                Some(st.in_use.load(Relaxed).to_string()),
+                Some(st.idle.load(Relaxed).to_string()),
+                Some(st.waiting.load(Relaxed).to_string()),
+                Some(p.settings.size.to_string()),
+                Some(role.as_str().to_string()),
+                Some(sv.state(floor).to_string()),
+                if role == Role::Replica {
+                    known(st.lag_ms.load(Relaxed))
+                } else {
+                    None
+                },
+                (lsn != 0).then(|| format_lsn(lsn)),
+            ]);
+        }
     }
     r
 }
 
-/// `SHOW POOLS`.
+/// A shard's servers, the current primary first.
+fn servers_in_order(p: &ShardPool) -> impl Iterator<Item = &ServerPool> {
+    let primary = p.primary_index();
+    let all = p.servers();
+    std::iter::once(&all[primary]).chain(
+        all.iter()
+            .enumerate()
+            .filter(move |(i, _)| *i != primary)
+            .map(|(_, s)| s),
+    )
+}
+
+/// `SHOW POOLS`: one row per server.
 pub fn pools(rt: &Runtime) -> ResultSet {
     let mut r = ResultSet::new(&[
         "name",
@@ -81,18 +114,26 @@ pub fn pools(rt: &Runtime) -> ResultSet {
         "size",
         "connects",
         "connect_errors",
+        "server",
+        "role",
+        "checkouts",
     ]);
     for p in &rt.pools {
-        let st = &p.stats;
-        r.push([
-            p.name.clone(),
-            st.in_use.load(Relaxed).to_string(),
-            st.idle.load(Relaxed).to_string(),
-            st.waiting.load(Relaxed).to_string(),
-            p.settings.size.to_string(),
-            st.connects.load(Relaxed).to_string(),
-            st.connect_errors.load(Relaxed).to_string(),
-        ]);
+        for sv in servers_in_order(p) {
+            let st = &sv.stats;
+            r.push([
+                p.name.clone(),
+                st.in_use.load(Relaxed).to_string(),
+                st.idle.load(Relaxed).to_string(),
+                st.waiting.load(Relaxed).to_string(),
+                p.settings.size.to_string(),
+                st.connects.load(Relaxed).to_string(),
+                st.connect_errors.load(Relaxed).to_string(),
+                sv.endpoint.addr.display(),
+                st.role().as_str().to_string(),
+                st.checkouts.load(Relaxed).to_string(),
+            ]);
+        }
     }
     r
 }

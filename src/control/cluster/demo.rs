@@ -185,8 +185,8 @@ pub(crate) fn config_text(port: u16, shard_ports: &[u16]) -> String {
          [proxy]\n\
          listen = \"127.0.0.1:{port}\"\n\
          auth = \"scram-sha-256\"\n\
-         # The demo's shards allow prepared transactions: set true to let a transaction span shards.\n\
-         two_phase_commit = false\n\n\
+         # The demo's shards allow prepared transactions, so a transaction may span shards.\n\
+         two_phase_commit = true\n\n\
          [admin]\nuser = \"admin\"\npassword = \"admin\"\n\n\
          [[users]]\nname = \"app\"\npassword = \"app\"\n\n\
          [pool]\nsize = 10\n\n\

@@ -11,6 +11,7 @@ use super::template;
 use std::fs;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// How long a server may take to start or stop before we give up.
@@ -29,6 +30,9 @@ pub struct ClusterOptions {
     /// The ICU locale of the database default collation (initdb
     /// `--locale-provider=icu --icu-locale=…`); None is the C locale.
     pub icu_locale: Option<String>,
+    /// `pg_hba.conf` lines put before the template's (first match wins), e.g.
+    /// `hostssl all certuser 127.0.0.1/32 cert`.
+    pub hba: Vec<String>,
 }
 
 impl ClusterOptions {
@@ -48,6 +52,9 @@ impl ClusterOptions {
         }
     }
 }
+
+/// First line of a pg_hba.conf whose leading lines we wrote.
+const HBA_MARK: &str = "# shardproxy: lines above the template's\n";
 
 /// A running Postgres server that this process started (or adopted) and stops on drop.
 #[derive(Debug)]
@@ -134,6 +141,61 @@ impl LocalCluster {
         cluster.stopped = false;
         cluster.wait_accepting(Instant::now() + TIMEOUT)?;
         Ok(cluster)
+    }
+
+    /// Makes a streaming replica of `primary` in `data_dir` (which must not
+    /// exist yet) with `pg_basebackup -R` (standby.signal, primary_conninfo,
+    /// a physical slot `replica_<port>`), and starts it on `port`. The template's pg_hba.conf lets the
+    /// postgres user replicate over 127.0.0.1.
+    pub fn start_replica(
+        primary: &LocalCluster,
+        data_dir: &Path,
+        port: u16,
+        opts: &ClusterOptions,
+    ) -> Result<LocalCluster, String> {
+        let bin = template::bin_dir()?;
+        process::check_pg_user()?;
+        let data_dir = absolute(data_dir)?;
+        fs::create_dir_all(&data_dir)
+            .map_err(|e| format!("cannot create {}: {e}", data_dir.display()))?;
+        process::chown_to_pg(&data_dir, false)?;
+        process::run(
+            Command::new("chmod").arg("0700").arg(&data_dir),
+            "chmod replica data dir",
+        )?;
+        process::run(
+            pg_command(&bin.join("pg_basebackup"))
+                .arg("-D")
+                .arg(&data_dir)
+                .args(["-h", "127.0.0.1", "-p"])
+                .arg(primary.port.to_string())
+                .args([
+                    "-U",
+                    "postgres",
+                    "-X",
+                    "stream",
+                    "-R",
+                    "-c",
+                    "fast",
+                    "--no-sync",
+                ]),
+            "pg_basebackup",
+        )?;
+        // The copy carries the primary's log; the replica's starts after it.
+        Self::start_with(&data_dir, port, opts)
+    }
+
+    /// `pg_ctl promote -w`: ends recovery on a replica; returns once it
+    /// accepts writes.
+    pub fn promote(&self) -> Result<(), String> {
+        process::run(
+            pg_command(&self.bin.join("pg_ctl"))
+                .arg("-D")
+                .arg(&self.data_dir)
+                .args(["-w", "-t", "30", "promote"]),
+            "pg_ctl promote",
+        )
+        .map(|_| ())
     }
 
     pub fn port(&self) -> u16 {
@@ -337,7 +399,23 @@ impl LocalCluster {
         }
         let path = self.data_dir.join("shardproxy.conf");
         fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-        process::chown_to_pg(&path, false)
+        process::chown_to_pg(&path, false)?;
+        if !opts.hba.is_empty() {
+            let hba = self.data_dir.join("pg_hba.conf");
+            let old = fs::read_to_string(&hba)
+                .map_err(|e| format!("cannot read {}: {e}", hba.display()))?;
+            // Lines written by an earlier start are replaced, not stacked.
+            let template = match old.split_once(HBA_MARK) {
+                Some((_, rest)) => rest.to_string(),
+                None => old,
+            };
+            let mut text = opts.hba.join("\n");
+            text.push('\n');
+            text.push_str(HBA_MARK);
+            text.push_str(&template);
+            fs::write(&hba, text).map_err(|e| format!("cannot write {}: {e}", hba.display()))?;
+        }
+        Ok(())
     }
 
     /// `message` followed by the tail of the server log, for start-up errors.

@@ -62,6 +62,7 @@ fn example_documents_every_key() {
     cfg.proxy.tls_cert = Some("c".into());
     cfg.proxy.tls_key = Some("k".into());
     cfg.sharding.map_file = Some("m".into());
+    cfg.users[0].target_session = Some("primary".into());
     let value = toml::Value::try_from(&cfg).unwrap();
     let mut all = Vec::new();
     keys("", &value, &mut all);

@@ -162,6 +162,12 @@ impl<'a> BindMsg<'a> {
 
     /// Decodes the parameter formats and values.
     pub fn params(&self) -> Result<BindParams<'a>, MalformedMessage> {
+        self.params_and_results().map(|(p, _)| p)
+    }
+
+    /// [`BindMsg::params`], and the raw result-format part that follows
+    /// them (count and codes), for building a Bind with other parameters.
+    pub fn params_and_results(&self) -> Result<(BindParams<'a>, &'a [u8]), MalformedMessage> {
         let mut c = Cursor {
             buf: self.rest,
             what: "Bind",
@@ -187,7 +193,7 @@ impl<'a> BindMsg<'a> {
                 values.push(Some(c.bytes(len as usize)?));
             }
         }
-        Ok(BindParams { formats, values })
+        Ok((BindParams { formats, values }, c.buf))
     }
 
     /// The result format codes (after the parameters).
@@ -223,6 +229,52 @@ impl<'a> BindMsg<'a> {
         out.put_u8(0);
         out.put_slice(self.rest);
     }
+}
+
+/// Encodes a Bind of `statement` into `portal` with these parameter formats
+/// and values, and `results` (a result-format part as
+/// [`BindMsg::params_and_results`] returns it).
+pub fn encode_bind(
+    portal: &str,
+    statement: &str,
+    formats: &[i16],
+    values: &[Option<&[u8]>],
+    results: &[u8],
+    out: &mut BytesMut,
+) {
+    let data: usize = values.iter().map(|v| 4 + v.map_or(0, <[u8]>::len)).sum();
+    let len = 4
+        + portal.len()
+        + 1
+        + statement.len()
+        + 1
+        + 2
+        + 2 * formats.len()
+        + 2
+        + data
+        + results.len();
+    out.reserve(len + 1);
+    out.put_u8(b'B');
+    out.put_i32(len as i32);
+    out.put_slice(portal.as_bytes());
+    out.put_u8(0);
+    out.put_slice(statement.as_bytes());
+    out.put_u8(0);
+    out.put_i16(formats.len() as i16);
+    for f in formats {
+        out.put_i16(*f);
+    }
+    out.put_i16(values.len() as i16);
+    for v in values {
+        match v {
+            Some(b) => {
+                out.put_i32(b.len() as i32);
+                out.put_slice(b);
+            }
+            None => out.put_i32(-1),
+        }
+    }
+    out.put_slice(results);
 }
 
 /// Describe ('D') or Close ('C'): a kind byte (`S` statement, `P` portal) and a name.
@@ -316,6 +368,11 @@ mod tests {
         m.encode_renamed("zz", &mut out);
         let m2 = BindMsg::decode(body(&out)).unwrap();
         assert_eq!(m2.statement, "zz");
+        let (_, results) = m.params_and_results().unwrap();
+        assert_eq!(results, &[0, 0]);
+        let mut rebuilt = BytesMut::new();
+        encode_bind("p", "s", &p.formats, &p.values, results, &mut rebuilt);
+        assert_eq!(&rebuilt[5..], &b[..]);
         // Debug text: the inline vectors tie each decode to its buffer's lifetime.
         assert_eq!(format!("{:?}", m2.params().unwrap()), format!("{p:?}"));
     }

@@ -77,11 +77,7 @@ fn copy_format(options: &[CopyOption], legacy: &[CopyLegacyOption]) -> Result<Co
     }
     // ESCAPE defaults to QUOTE in CSV.
     f.escape = escape.unwrap_or(f.quote);
-    if binary {
-        return Err(
-            "binary COPY FROM into a sharded table is not supported: use text or CSV format".into(),
-        );
-    }
+    f.binary = binary;
     Ok(f)
 }
 

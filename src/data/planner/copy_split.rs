@@ -1,4 +1,6 @@
-//! Splitting `COPY … FROM STDIN` data (text or CSV) into per-shard streams.
+//! Splitting `COPY … FROM STDIN` data (text, CSV or binary) into per-shard
+//! streams. Binary data is framed by [`super::copy_binary`]; the rest of
+//! this comment is about text and CSV.
 //!
 //! Feed CopyData payloads in order; complete rows (which may span payloads)
 //! come out with their shard, byte for byte as received. Text format: `\N`
@@ -29,6 +31,27 @@ pub enum CopyDest {
     Shard(usize),
 }
 
+/// One complete item of binary COPY data.
+#[derive(Debug, Clone, Copy)]
+enum Binary {
+    Header(usize),
+    /// A tuple and its key field's byte range (None: NULL).
+    Tuple {
+        len: usize,
+        key: Option<(usize, usize)>,
+    },
+    Trailer,
+}
+
+impl Binary {
+    fn len(&self) -> usize {
+        match *self {
+            Binary::Header(n) | Binary::Tuple { len: n, .. } => n,
+            Binary::Trailer => 2,
+        }
+    }
+}
+
 /// Row-framing state carried across payloads.
 #[derive(Debug, Clone, Copy, Default)]
 struct Framing {
@@ -52,6 +75,9 @@ pub struct CopySplitter {
     partial: Vec<u8>,
     framing: Framing,
     header_pending: bool,
+    /// Binary format: fields per tuple, and whether the header went out.
+    fields: usize,
+    binary_started: bool,
     rows: u64,
     /// `\.` seen: the rest is ignored.
     ended: bool,
@@ -99,6 +125,8 @@ impl CopySplitter {
             partial: Vec::new(),
             framing: Framing::default(),
             header_pending: spec.format.header,
+            fields: cols.len(),
+            binary_started: false,
             rows: 0,
             ended: false,
         })
@@ -110,6 +138,9 @@ impl CopySplitter {
         chunk: &[u8],
         out: &mut dyn FnMut(CopyDest, &[u8]),
     ) -> Result<(), RouteError> {
+        if self.format.binary {
+            return self.feed_binary(chunk, out);
+        }
         let mut start = 0;
         while start < chunk.len() && !self.ended {
             match self.row_end(&chunk[start..]) {
@@ -141,12 +172,121 @@ impl CopySplitter {
         if self.ended || self.partial.is_empty() {
             return Ok(());
         }
+        if self.format.binary {
+            return Err(RouteError::new(
+                "22P04",
+                format!(
+                    "binary COPY data ended in the middle of {}",
+                    if self.binary_started {
+                        "a row"
+                    } else {
+                        "its header"
+                    }
+                ),
+            ));
+        }
         if self.format.csv && self.framing.in_quote {
             return Err(RouteError::new("22P04", "unterminated CSV quoted field"));
         }
         let mut row = std::mem::take(&mut self.partial);
         row.push(b'\n');
         self.emit(&row, out)
+    }
+
+    /// Binary data: whole tuples inside `chunk` go out as slices of it; a
+    /// tuple (or the header) cut at the end of a payload is completed in
+    /// `partial`, taking from the next payload only the bytes it needs.
+    fn feed_binary(
+        &mut self,
+        chunk: &[u8],
+        out: &mut dyn FnMut(CopyDest, &[u8]),
+    ) -> Result<(), RouteError> {
+        let mut rest = chunk;
+        while !rest.is_empty() {
+            if self.ended {
+                return Err(RouteError::new(
+                    "22P04",
+                    "received binary COPY data after the end-of-data trailer",
+                ));
+            }
+            if self.partial.is_empty() {
+                match self.binary_item(rest)? {
+                    Ok(item) => {
+                        let n = item.len();
+                        self.emit_binary(&rest[..n], item, out)?;
+                        rest = &rest[n..];
+                    }
+                    Err(_) => {
+                        self.partial.extend_from_slice(rest);
+                        rest = &[];
+                    }
+                }
+                continue;
+            }
+            // Complete the cut item: only as many bytes as it still needs.
+            let need = match self.binary_item(&self.partial)? {
+                Ok(_) => 0,
+                Err(n) => n,
+            };
+            let take = need.min(rest.len());
+            self.partial.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if let Ok(item) = self.binary_item(&self.partial)? {
+                let bytes = std::mem::take(&mut self.partial);
+                let r = self.emit_binary(&bytes[..item.len()], item, out);
+                self.partial = bytes;
+                self.partial.clear();
+                r?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The complete item (header, tuple, trailer) at the start of `buf`,
+    /// or how many more bytes it needs at least.
+    fn binary_item(&self, buf: &[u8]) -> Result<Result<Binary, usize>, RouteError> {
+        use super::copy_binary::{header_len, next_item, Item};
+        if !self.binary_started {
+            return Ok(header_len(buf)?.map(Binary::Header));
+        }
+        Ok(match next_item(buf, self.key_index, self.fields)? {
+            Item::Tuple { len, key } => Ok(Binary::Tuple { len, key }),
+            Item::Trailer => Ok(Binary::Trailer),
+            Item::More(n) => Err(n),
+        })
+    }
+
+    /// Routes one complete binary item: the header and the trailer go to
+    /// every shard, a tuple to its key's.
+    fn emit_binary(
+        &mut self,
+        bytes: &[u8],
+        item: Binary,
+        out: &mut dyn FnMut(CopyDest, &[u8]),
+    ) -> Result<(), RouteError> {
+        let key = match item {
+            Binary::Header(_) => {
+                self.binary_started = true;
+                out(CopyDest::All, bytes);
+                return Ok(());
+            }
+            Binary::Trailer => {
+                self.ended = true;
+                out(CopyDest::All, bytes);
+                return Ok(());
+            }
+            Binary::Tuple { key, .. } => key,
+        };
+        self.rows += 1;
+        let key = match key {
+            None => KeyValue::Null,
+            Some((a, b)) => self
+                .key_type
+                .from_binary(&bytes[a..b])
+                .map_err(|m| RouteError::new("22P02", format!("COPY row {}: {m}", self.rows)))?,
+        };
+        out(CopyDest::Shard(self.map.shard_for(self.group, &key)), bytes);
+        Ok(())
     }
 
     /// Rows routed so far (not counting the header).

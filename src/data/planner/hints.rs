@@ -1,6 +1,8 @@
 //! Routing hints written in SQL comments: `/* shard_key=123 */` routes a
 //! statement as if it named that shard key, `/* shard=name */` forces a shard.
 //! The first hint comment wins; comments inside string literals don't count.
+//! `/* primary */` (anywhere, beside any other hint) keeps a read off the
+//! shard's replicas.
 
 use super::lex::{Lex, Lexer};
 use super::plan::Hint;
@@ -15,6 +17,16 @@ pub fn extract_hint(sql: &str) -> Option<Hint> {
         Lex::BlockComment(c) => parse_hint(c),
         _ => None,
     })
+}
+
+/// Whether the text has a `/* primary */` comment (case-insensitive,
+/// spaces allowed): its reads go to the primary, not a replica.
+pub fn wants_primary(sql: &str) -> bool {
+    sql.contains("/*")
+        && Lexer::new(sql).any(|l| {
+            matches!(l, Lex::BlockComment(c) if c.trim().eq_ignore_ascii_case("primary")
+                || c.trim().eq_ignore_ascii_case("shardproxy.primary"))
+        })
 }
 
 /// `shard_key=123`, `shard_key = 'abc'`, `shard=s1` (surrounding spaces and
@@ -63,6 +75,17 @@ mod tests {
             extract_hint("/* app: login */ /* shard=s2 */ SELECT 1"),
             Some(Hint::Shard("s2".into()))
         );
+    }
+
+    #[test]
+    fn primary_hint() {
+        assert!(wants_primary("/* primary */ SELECT 1"));
+        assert!(wants_primary("SELECT * FROM t WHERE id = 1 /*PRIMARY*/"));
+        assert!(wants_primary("/* shard=s1 */ /* primary */ SELECT 1"));
+        assert!(!wants_primary("SELECT '/* primary */'"));
+        assert!(!wants_primary("SELECT 1 -- /* primary */"));
+        assert!(!wants_primary("/* primary key lookup */ SELECT 1"));
+        assert!(!wants_primary("SELECT 1"));
     }
 
     #[test]

@@ -22,6 +22,7 @@ mod analyze;
 mod cache;
 mod catalog;
 mod copy;
+mod copy_binary;
 mod copy_split;
 mod distributed;
 mod dml;
@@ -64,7 +65,10 @@ pub use plan::{
     CopyFormat, CopySpec, DistRef, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
     StmtPlan, Target,
 };
-pub use resolve::{key_value, resolve, resolve_stmt, Params, Route, RouteError};
+pub use resolve::{
+    key_value, resolve, resolve_keyed, resolve_stmt, resolve_stmt_keyed, Params, Route, RouteError,
+    RoutedKey,
+};
 
 /// sqlparser's nesting limit (its default, stated here so it is a decision).
 pub const RECURSION_LIMIT: usize = 50;
@@ -171,6 +175,15 @@ impl Planner {
         plan.hint = extract_hint(sql);
         plan.touches_settings = setting_words::may_change_settings(sql);
         plan.drops_statements = plan.touches_settings && setting_words::may_drop_statements(sql);
+        plan.replica_ok = !plan.stmts.is_empty()
+            && !plan.touches_settings
+            && plan.stmts.iter().all(|s| {
+                s.read_only
+                    && s.session_state.is_none()
+                    && matches!(s.kind, StmtKind::Select | StmtKind::CopyTo)
+                    && !matches!(s.target, Target::Unparsed { .. } | Target::Refused { .. })
+            })
+            && !hints::wants_primary(sql);
         if let Some(h) = &plan.hint {
             for s in &mut plan.stmts {
                 s.target = s.hinted(h);

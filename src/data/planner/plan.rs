@@ -26,6 +26,10 @@ pub struct Plan {
     /// Running the text may drop the backend's prepared statements
     /// (DISCARD, DEALLOCATE).
     pub drops_statements: bool,
+    /// A plain read that a replica may answer outside a transaction: every
+    /// statement a read-only SELECT (or `COPY … TO`) that changes no
+    /// session state, and no `/* primary */` hint (see [`super::hints`]).
+    pub replica_ok: bool,
 }
 
 /// A routing hint: from a comment in the SQL text or from the session's
@@ -286,6 +290,8 @@ pub struct CopyFormat {
     /// `HEADER`: the first line is a header. Each shard's COPY carries the same
     /// option, so the splitter sends the header line to every shard.
     pub header: bool,
+    /// `FORMAT binary` (the other fields do not apply).
+    pub binary: bool,
 }
 
 impl CopyFormat {
@@ -298,6 +304,15 @@ impl CopyFormat {
             quote: b'"',
             escape: b'"',
             header: false,
+            binary: false,
+        }
+    }
+
+    /// Binary format.
+    pub fn binary() -> CopyFormat {
+        CopyFormat {
+            binary: true,
+            ..CopyFormat::text()
         }
     }
 
@@ -310,6 +325,7 @@ impl CopyFormat {
             quote: b'"',
             escape: b'"',
             header: false,
+            binary: false,
         }
     }
 }

@@ -112,19 +112,37 @@ fn check_group(map: &ShardMap, group: usize) -> Result<(), RouteError> {
     }
 }
 
-/// The shards of a list of keys of one group.
-fn shards_of(
-    keys: &[KeySource],
+/// The key a single-key statement was routed by, with its group and hash:
+/// what load accounting ([`crate::data::load`]) counts, taken from the
+/// routing itself so nothing is parsed or hashed twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoutedKey<'a> {
+    pub group: usize,
+    /// `hash_key(key)`, 0 for NULL (which routes as hash 0).
+    pub hash: u64,
+    pub key: KeyValue<'a>,
+}
+
+/// The shards of a list of keys of one group; a single key is noted in `note`.
+fn shards_of<'a, 'p: 'a>(
+    keys: &'a [KeySource],
     group: usize,
     key_type: KeyType,
-    params: &Params<'_>,
+    params: &Params<'p>,
     map: &ShardMap,
+    note: &mut Option<RoutedKey<'a>>,
 ) -> Result<Route, RouteError> {
     check_group(map, group)?;
     // One key (the OLTP case) allocates nothing; a few stay inline.
     if let [k] = keys {
         let v = key_value(k, key_type, params)?;
-        return Ok(Route::Shard(map.shard_for(group, &v)));
+        let (shard, hash) = map.route_key(group, &v);
+        *note = Some(RoutedKey {
+            group,
+            hash,
+            key: v,
+        });
+        return Ok(Route::Shard(shard));
     }
     let mut shards = smallvec::SmallVec::<[usize; 8]>::with_capacity(keys.len());
     for k in keys {
@@ -142,17 +160,27 @@ fn shards_of(
 
 /// Resolves a target to shards with the Bind parameters.
 pub fn resolve(target: &Target, params: &Params<'_>, map: &ShardMap) -> Result<Route, RouteError> {
+    resolve_keyed(target, params, map, &mut None)
+}
+
+/// [`resolve`], noting the key of a single-key route in `note`.
+pub fn resolve_keyed<'a, 'p: 'a>(
+    target: &'a Target,
+    params: &Params<'p>,
+    map: &ShardMap,
+    note: &mut Option<RoutedKey<'a>>,
+) -> Result<Route, RouteError> {
     match target {
         Target::Keyed {
             group,
             key_type,
             keys,
-        } => shards_of(keys, *group, *key_type, params, map),
+        } => shards_of(keys, *group, *key_type, params, map, note),
         Target::InsertMulti {
             group,
             key_type,
             rows,
-        } => shards_of(rows, *group, *key_type, params, map),
+        } => shards_of(rows, *group, *key_type, params, map, note),
         Target::AllShards(_) | Target::CopyIn(_) => Ok(Route::All),
         Target::AnyShard => Ok(Route::Any),
         Target::Named(name) => map
@@ -183,7 +211,17 @@ pub fn resolve_stmt(
     params: &Params<'_>,
     map: &ShardMap,
 ) -> Result<Route, RouteError> {
-    let route = resolve(&stmt.target, params, map).map_err(|mut e| {
+    resolve_stmt_keyed(stmt, params, map, &mut None)
+}
+
+/// [`resolve_stmt`], noting the key of a single-key route in `note`.
+pub fn resolve_stmt_keyed<'a, 'p: 'a>(
+    stmt: &'a StmtPlan,
+    params: &Params<'p>,
+    map: &ShardMap,
+    note: &mut Option<RoutedKey<'a>>,
+) -> Result<Route, RouteError> {
+    let route = resolve_keyed(&stmt.target, params, map, note).map_err(|mut e| {
         if e.sqlstate == "22P02" {
             let table = stmt.tables.iter().find(|t| {
                 map.table(t)

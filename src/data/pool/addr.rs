@@ -1,6 +1,43 @@
 //! Where and as whom to connect to a shard, parsed from its `postgres://` URL.
 
+use super::tls::{SslMode, SslParams};
 use std::collections::BTreeMap;
+
+/// libpq connection parameters the proxy does not implement: refused with
+/// their name rather than passed on as startup parameters (which the server
+/// would reject as unknown settings).
+const UNSUPPORTED: &[&str] = &[
+    "sslpassword",
+    "sslcrl",
+    "sslcrldir",
+    "sslcertmode",
+    "sslnegotiation",
+    "requirepeer",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "passfile",
+    "channel_binding",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "hostaddr",
+    "require_auth",
+    "ssl_max_protocol_version",
+];
+
+/// libpq parameters accepted and left to the proxy's own settings
+/// (`pool.connect_timeout_ms`, the OS's keepalive defaults).
+const IGNORED: &[&str] = &[
+    "connect_timeout",
+    "sslcompression",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "ssl_min_protocol_version",
+];
 
 /// A shard's connection target, parsed from `postgres://user:password@host:port/db?k=v`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,6 +49,8 @@ pub struct BackendAddr {
     pub database: String,
     /// Extra startup parameters from the query string (`?application_name=x`).
     pub params: BTreeMap<String, String>,
+    /// `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, `sslsni` (see [`super::tls`]).
+    pub ssl: SslParams,
 }
 
 impl BackendAddr {
@@ -59,6 +98,10 @@ impl BackendAddr {
                 .map_err(|_| format!("'{url}': port '{port}' is not a number"))?
         };
         let mut params = BTreeMap::new();
+        let mut ssl = SslParams {
+            sni: true,
+            ..SslParams::default()
+        };
         let mut password = password;
         let mut user = user;
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
@@ -76,7 +119,28 @@ impl BackendAddr {
                 }
                 "user" => user = v,
                 "password" => password = Some(v),
-                "sslmode" | "connect_timeout" => {}
+                "sslmode" => ssl.mode = SslMode::parse(&v).map_err(|e| format!("'{url}': {e}"))?,
+                "sslrootcert" if v == "system" => {
+                    return Err(format!(
+                        "'{url}': sslrootcert=system is not supported; name a CA file"
+                    ))
+                }
+                "sslrootcert" => ssl.rootcert = Some(v.into()),
+                "sslcert" => ssl.cert = Some(v.into()),
+                "sslkey" => ssl.key = Some(v.into()),
+                "sslsni" => ssl.sni = v != "0",
+                "gssencmode" if v == "require" => {
+                    return Err(format!(
+                    "'{url}': gssencmode=require is not supported (GSSAPI encryption); use sslmode"
+                ))
+                }
+                "gssencmode" => {}
+                k if IGNORED.contains(&k) => {}
+                k if UNSUPPORTED.contains(&k) => {
+                    return Err(format!(
+                        "'{url}': the libpq parameter {k} is not supported by shardproxy"
+                    ))
+                }
                 _ => {
                     params.insert(k.to_string(), v);
                 }
@@ -98,12 +162,19 @@ impl BackendAddr {
             password,
             database,
             params,
+            ssl,
         })
     }
 
     /// True when `host` names a Unix socket directory.
     pub fn is_unix(&self) -> bool {
         self.host.starts_with('/')
+    }
+
+    /// Whether connections to this address use TLS when the server offers it
+    /// (never over a Unix socket, where libpq ignores sslmode too).
+    pub fn tries_tls(&self) -> bool {
+        self.ssl.mode != SslMode::Disable && !self.is_unix()
     }
 
     /// `host:port` (or the socket path) for logs and the admin console.
@@ -150,6 +221,35 @@ mod tests {
         assert_eq!(a.port, 5433);
         assert_eq!(a.database, "db");
         assert_eq!(a.params.get("application_name").unwrap(), "x");
+        assert_eq!(a.ssl.mode, SslMode::Prefer, "libpq's default");
+        assert!(a.tries_tls());
+    }
+
+    #[test]
+    fn parses_tls_parameters() {
+        let a = BackendAddr::parse(
+            "postgres://u@db.example:5432/app?sslmode=verify-full&sslrootcert=/etc/ca.crt&sslcert=/c.crt&sslkey=/c.key&connect_timeout=3&sslsni=0",
+        )
+        .unwrap();
+        assert_eq!(a.ssl.mode, SslMode::VerifyFull);
+        assert_eq!(
+            a.ssl.rootcert.as_deref(),
+            Some(std::path::Path::new("/etc/ca.crt"))
+        );
+        assert_eq!(a.ssl.cert.as_deref(), Some(std::path::Path::new("/c.crt")));
+        assert_eq!(a.ssl.key.as_deref(), Some(std::path::Path::new("/c.key")));
+        assert!(!a.ssl.sni);
+        assert!(
+            a.params.is_empty(),
+            "TLS and ignored parameters are not startup parameters"
+        );
+        let e = BackendAddr::parse("postgres://h/db?sslmode=allow").unwrap_err();
+        assert!(e.contains("prefer"), "{e}");
+        let e = BackendAddr::parse("postgres://h/db?sslcrl=/x").unwrap_err();
+        assert!(e.contains("sslcrl"), "{e}");
+        assert!(BackendAddr::parse("postgres://h/db?sslmode=disable")
+            .map(|a| !a.tries_tls())
+            .unwrap());
     }
 
     #[test]
@@ -161,6 +261,7 @@ mod tests {
         assert_eq!(b.host, "/run/pg");
         assert_eq!(b.database, "me");
         assert!(BackendAddr::parse("mysql://x").is_err());
+        assert!(!a.tries_tls(), "sslmode is ignored on a Unix socket");
         assert!(BackendAddr::parse("postgres://h:notaport/db").is_err());
     }
 }

@@ -1,8 +1,8 @@
 //! One connection to a shard: connect, authenticate as the URL's user, then
 //! read frames for the session to relay.
 
-use super::addr::BackendAddr;
 use super::cancel_fence::CancelFence;
+use super::endpoint::Endpoint;
 use super::stream::BackendStream;
 use crate::data::codec::error::parse_error_fields;
 use crate::data::codec::{messages, Frame, FrameReader, SqlError};
@@ -10,17 +10,19 @@ use bytes::BytesMut;
 use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
 use postgres_protocol::message::frontend;
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UnixStream};
 
 /// Largest message accepted from a backend (Postgres' own limit is 1 GiB).
 const MAX_BACKEND_MESSAGE: usize = 1 << 30;
 
 /// Where to send a CancelRequest for the query a backend is running.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct CancelTarget {
-    pub addr: BackendAddr,
+    /// The backend's server; the cancel connection negotiates TLS as the
+    /// backend's did (what libpq 17's cancel functions do).
+    pub endpoint: Arc<Endpoint>,
     pub pid: i32,
     pub secret: i32,
 }
@@ -35,8 +37,9 @@ impl CancelTarget {
         frontend::cancel_request(self.pid, self.secret, &mut buf);
         let mut sent = false;
         let exchange = async {
-            let mut s = open(&self.addr).await?;
+            let mut s = self.endpoint.open().await?;
             s.write_all(&buf).await?;
+            s.flush().await?;
             sent = true;
             // The server answers nothing; it closes the connection when
             // done. A reset counts too: the server's side is gone, so its
@@ -62,17 +65,6 @@ impl CancelTarget {
 pub struct CancelFailed {
     pub sent: bool,
     pub error: std::io::Error,
-}
-
-async fn open(addr: &BackendAddr) -> std::io::Result<BackendStream> {
-    if addr.is_unix() {
-        let path = format!("{}/.s.PGSQL.{}", addr.host, addr.port);
-        Ok(BackendStream::Unix(UnixStream::connect(path).await?))
-    } else {
-        let s = TcpStream::connect((addr.host.as_str(), addr.port)).await?;
-        s.set_nodelay(true)?;
-        Ok(BackendStream::Tcp(s))
-    }
 }
 
 /// Whether a ParameterStatus body (`name\0value\0`) reports
@@ -114,12 +106,13 @@ impl Backend {
     /// Connects and authenticates, with `timeout` for the whole handshake.
     /// `fence` is the pool's (see [`super::cancel_fence`]).
     pub async fn connect(
-        addr: &BackendAddr,
+        endpoint: &Arc<Endpoint>,
         shard: &str,
         timeout: Duration,
         fence: std::sync::Arc<CancelFence>,
     ) -> Result<Backend, SqlError> {
-        match tokio::time::timeout(timeout, Backend::connect_inner(addr, shard, fence)).await {
+        let addr = &endpoint.addr;
+        match tokio::time::timeout(timeout, Backend::connect_inner(endpoint, shard, fence)).await {
             Ok(r) => r,
             Err(_) => Err(SqlError::shard_unavailable(
                 shard,
@@ -133,19 +126,20 @@ impl Backend {
     }
 
     async fn connect_inner(
-        addr: &BackendAddr,
+        endpoint: &Arc<Endpoint>,
         shard: &str,
         fence: std::sync::Arc<CancelFence>,
     ) -> Result<Backend, SqlError> {
+        let addr = &endpoint.addr;
         let unavailable = |e: &dyn std::fmt::Display| {
             SqlError::shard_unavailable(shard, format!("{}: {e}", addr.display()))
         };
-        let stream = open(addr).await.map_err(|e| unavailable(&e))?;
+        let stream = endpoint.open().await.map_err(|e| unavailable(&e))?;
         let mut be = Backend {
             stream,
             reader: FrameReader::new(MAX_BACKEND_MESSAGE),
             cancel: std::sync::Arc::new(CancelTarget {
-                addr: addr.clone(),
+                endpoint: endpoint.clone(),
                 pid: 0,
                 secret: 0,
             }),
@@ -251,7 +245,7 @@ impl Backend {
                 }
                 b'K' if body.len() >= 8 => {
                     be.cancel = std::sync::Arc::new(CancelTarget {
-                        addr: addr.clone(),
+                        endpoint: endpoint.clone(),
                         pid: read_i32(&body, 0),
                         secret: read_i32(&body, 4),
                     });
@@ -270,10 +264,7 @@ impl Backend {
     /// (restart, idle timeout): checked without blocking before reuse.
     pub fn is_alive(&self) -> bool {
         let mut b = [0u8; 1];
-        let r = match &self.stream {
-            BackendStream::Tcp(s) => s.try_read(&mut b),
-            BackendStream::Unix(s) => s.try_read(&mut b),
-        };
+        let r = self.stream.try_read_raw(&mut b);
         matches!(r, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
@@ -289,7 +280,13 @@ impl Backend {
                 "the server never confirmed a cancel of this connection; it is closed",
             ));
         }
-        self.stream.write_all(bytes).await
+        self.stream.write_all(bytes).await?;
+        if let BackendStream::Tls(s) = &mut self.stream {
+            // rustls may hold the last records when the socket was full:
+            // they must go before we wait for the answer.
+            s.flush().await?;
+        }
+        Ok(())
     }
 
     /// Whether a cancel of this backend was sent but never confirmed done

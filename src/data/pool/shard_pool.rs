@@ -1,29 +1,30 @@
-//! The pool of backends for one shard.
+//! The pool of backends for one shard: its primary's and its replicas'
+//! (one [`ServerPool`] each), which of them is the primary now, and how a
+//! read picks a replica.
 //!
 //! Hand-written rather than bb8/deadpool: the proxy needs the in-use, idle
-//! and waiting counts per shard for `SHOW POOLS` and metrics, a synchronous
+//! and waiting counts per server for `SHOW POOLS` and metrics, a synchronous
 //! return path (a `Lease` dropped anywhere closes its backend), and the
 //! 08006/53300 errors named after the shard; the code is small.
 //!
-//! A checkout and a return each take one uncontended lock and nothing else
-//! when a slot is free: slots, idle backends and the queue of waiting
-//! checkouts share that lock, so there is no semaphore beside it (a tokio
-//! semaphore's release takes its own lock every time). A checkout that
-//! finds the pool full queues; a return hands its slot (and its backend, if
-//! clean) to the oldest waiter, so waiters are served in order and a new
-//! checkout never takes a slot from under one.
+//! Writes, transactions and everything not known to be a plain read check
+//! out from the primary ([`ShardPool::checkout`]). A read outside a
+//! transaction asks [`ShardPool::checkout_read`], which picks a replica the
+//! health checker ([`super::health`]) keeps in rotation, by the configured
+//! policy, and falls back to the primary when none is. A failover (the
+//! checker finding another server out of recovery on a newer timeline)
+//! only changes which index [`ShardPool::checkout`] uses.
 
-use super::addr::BackendAddr;
 use super::backend::Backend;
 use super::cancel_fence::CancelFence;
+use super::endpoint::Endpoint;
+use super::server_pool::{Role, ServerPool};
 use super::stats::ShardStats;
-use crate::data::codec::error::sqlstate;
 use crate::data::codec::SqlError;
-use std::collections::VecDeque;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// Pool limits and timeouts (from `[pool]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,172 +46,258 @@ impl PoolSettings {
     }
 }
 
+/// How a read picks among the replicas in rotation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadPolicy {
+    /// Each in turn.
+    RoundRobin,
+    /// The one with the fewest backends in use (and waiting), ties in turn.
+    LeastConnections,
+}
+
+/// Replica settings (from `[replicas]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSettings {
+    pub policy: ReadPolicy,
+    /// A replica whose replay lag passes this leaves rotation.
+    pub max_lag: Duration,
+    /// How often the health checker asks every server of the shard.
+    pub check_interval: Duration,
+}
+
+impl ReplicaSettings {
+    pub fn from_config(c: &crate::config::ReplicasConfig) -> ReplicaSettings {
+        ReplicaSettings {
+            policy: if c.read_policy == "least_connections" {
+                ReadPolicy::LeastConnections
+            } else {
+                ReadPolicy::RoundRobin
+            },
+            max_lag: Duration::from_millis(c.max_replica_lag_ms),
+            check_interval: Duration::from_millis(c.check_interval_ms),
+        }
+    }
+}
+
+impl Default for ReplicaSettings {
+    fn default() -> Self {
+        ReplicaSettings::from_config(&crate::config::ReplicasConfig::default())
+    }
+}
+
 /// Backends for one shard.
 #[derive(Debug)]
 pub struct ShardPool {
     pub name: String,
-    pub addr: BackendAddr,
     pub settings: PoolSettings,
-    slots: Mutex<Slots>,
+    pub replica_settings: ReplicaSettings,
+    /// The configured primary first, then the replicas, in config order.
+    servers: Vec<ServerPool>,
+    /// Index into `servers` of the server taking writes.
+    primary: AtomicUsize,
+    /// Round-robin position among the replicas.
+    next_replica: AtomicUsize,
+    /// Replicas serve reads only once they have replayed up to this LSN
+    /// (set when a move switches an interval to this shard, see
+    /// [`ShardPool::require_replay`]).
+    min_replay_lsn: AtomicU64,
     pub stats: ShardStats,
     /// Backends with a CancelRequest in flight: not reused until it is done.
     pub cancels: Arc<CancelFence>,
-    /// Replaced by a RELOAD: backends coming back are closed, not kept.
-    retired: std::sync::atomic::AtomicBool,
     /// Two-phase commit on this shard: 0 not checked yet, 1 possible, 2 not
     /// (`max_prepared_transactions = 0`).
-    pub twophase: std::sync::atomic::AtomicU8,
-}
-
-/// A slot handed to a waiting checkout, with the backend that held it if
-/// that one is clean.
-type Handoff = Option<Box<Backend>>;
-
-/// What the pool's lock guards. `taken` counts leases (and connects in
-/// progress); with the idle backends they never exceed `settings.size`,
-/// because a backend is only opened for a taken slot with none idle.
-/// While anyone waits, every slot is taken: returns hand slots over.
-#[derive(Debug, Default)]
-struct Slots {
-    taken: usize,
-    /// Boxed so checkout and release move a pointer, not the whole
-    /// connection state.
-    #[allow(clippy::vec_box)]
-    idle: Vec<Box<Backend>>,
-    /// Waiting checkouts, oldest first, each with an id to leave the queue.
-    waiters: VecDeque<(u64, oneshot::Sender<Handoff>)>,
-    next_waiter: u64,
+    pub twophase: AtomicU8,
+    /// Primaries replaced by the health checker.
+    pub failovers: AtomicU64,
+    /// The primary's WAL positions over time, for replica lag (health checker only).
+    pub(super) lag: std::sync::Mutex<super::lag::LagHistory>,
 }
 
 impl ShardPool {
-    pub fn new(name: &str, addr: BackendAddr, settings: PoolSettings) -> Arc<ShardPool> {
+    /// A pool for a shard with one server (no replicas).
+    pub fn new(name: &str, endpoint: Endpoint, settings: PoolSettings) -> Arc<ShardPool> {
+        ShardPool::with_replicas(
+            name,
+            endpoint,
+            Vec::new(),
+            settings,
+            ReplicaSettings::default(),
+        )
+    }
+
+    /// A pool for a shard with a primary and `replicas`.
+    pub fn with_replicas(
+        name: &str,
+        primary: Endpoint,
+        replicas: Vec<Endpoint>,
+        settings: PoolSettings,
+        replica_settings: ReplicaSettings,
+    ) -> Arc<ShardPool> {
+        let mut servers = vec![ServerPool::new(primary, Role::Primary)];
+        servers.extend(
+            replicas
+                .into_iter()
+                .map(|e| ServerPool::new(e, Role::Replica)),
+        );
         Arc::new(ShardPool {
             name: name.to_string(),
-            addr,
             settings,
-            slots: Mutex::new(Slots::default()),
+            replica_settings,
+            servers,
+            primary: AtomicUsize::new(0),
+            next_replica: AtomicUsize::new(0),
+            min_replay_lsn: AtomicU64::new(0),
             stats: ShardStats::new(name),
             cancels: Arc::default(),
-            retired: std::sync::atomic::AtomicBool::new(false),
-            twophase: std::sync::atomic::AtomicU8::new(0),
+            twophase: AtomicU8::new(0),
+            failovers: AtomicU64::new(0),
+            lag: Default::default(),
         })
     }
 
-    /// The pool's state. Nothing panics while holding the lock, so a
-    /// poisoned one is still consistent.
-    fn slots(&self) -> MutexGuard<'_, Slots> {
-        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    /// Every server of the shard, the configured primary first.
+    pub fn servers(&self) -> &[ServerPool] {
+        &self.servers
     }
 
-    /// Publishes the counts (plain stores under the lock).
-    fn publish(&self, s: &Slots) {
-        self.stats.in_use.store(s.taken, Relaxed);
-        self.stats.idle.store(s.idle.len(), Relaxed);
-        self.stats.waiting.store(s.waiters.len(), Relaxed);
+    /// The URLs this pool was built from (primary, then replicas).
+    pub fn configured_urls(&self) -> impl Iterator<Item = &str> {
+        self.servers.iter().map(|s| s.endpoint.url.as_str())
     }
 
-    /// Gives a slot back, with its backend when that is clean: to the oldest
-    /// waiter if any, else to the pool.
-    fn return_slot(&self, mut backend: Option<Box<Backend>>) {
-        // Declared before the guard, so it is dropped (closed) after the
-        // lock is released.
-        let _closing;
-        let mut s = self.slots();
-        // A retired pool closes what comes back; a waiter still gets the slot.
-        _closing = if self.retired.load(Relaxed) {
-            backend.take()
-        } else {
-            None
-        };
-        while let Some((_, waiter)) = s.waiters.pop_front() {
-            // Cannot fail: a waiter leaves the queue under this lock before
-            // its receiver goes. Handled anyway: the slot goes on.
-            match waiter.send(backend) {
-                Ok(()) => {
-                    self.publish(&s);
-                    return;
-                }
-                Err(b) => backend = b,
-            }
-        }
-        debug_assert!(s.taken > 0, "a slot returned that was never taken");
-        s.taken = s.taken.saturating_sub(1);
-        if let Some(mut b) = backend {
-            // No clock read per release: the reaper stamps it on its next round.
-            b.idle_since = None;
-            s.idle.push(b);
-        }
-        self.publish(&s);
+    /// Whether the shard has replicas (and so a health checker).
+    pub fn has_replicas(&self) -> bool {
+        self.servers.len() > 1
     }
 
-    /// The most recently returned idle backend, passing over those with a
-    /// cancel in flight (the one just returned is often the one just
-    /// cancelled, and its next statement would wait for the cancel).
-    fn take_idle(&self, s: &mut Slots) -> Option<Box<Backend>> {
-        if self.cancels.is_raised() {
-            if let Some(i) = s.idle.iter().rposition(|b| b.is_unfenced()) {
-                return Some(s.idle.remove(i));
-            }
-        }
-        s.idle.pop()
+    /// Index of the server taking writes now.
+    #[inline]
+    pub fn primary_index(&self) -> usize {
+        self.primary.load(Relaxed)
     }
 
-    /// A slot: at once if one is free and nobody waits, else after the
-    /// waiters before this one, up to the checkout timeout.
-    async fn take_slot(&self) -> Result<Handoff, SqlError> {
-        let (id, rx) = {
-            let mut s = self.slots();
-            if s.taken < self.settings.size && s.waiters.is_empty() {
-                s.taken += 1;
-                let b = self.take_idle(&mut s);
-                self.publish(&s);
-                return Ok(b);
-            }
-            let (tx, rx) = oneshot::channel();
-            let id = s.next_waiter;
-            s.next_waiter += 1;
-            s.waiters.push_back((id, tx));
-            self.publish(&s);
-            (id, rx)
-        };
-        // Leaves the queue however the wait ends (timeout, or the checkout
-        // dropped): a slot handed over meanwhile goes back, not astray.
-        let mut wait = Waiting {
-            pool: self,
-            id,
-            rx,
-            done: false,
-        };
-        let handed = tokio::time::timeout(self.settings.checkout_timeout, &mut wait.rx).await;
-        match handed {
-            Ok(Ok(slot)) => {
-                wait.done = true;
-                Ok(slot)
-            }
-            // At the deadline a slot may have been handed over just now.
-            _ => match wait.leave() {
-                Some(slot) => Ok(slot),
-                None => Err(SqlError::new(
-                    sqlstate::TOO_MANY_CONNECTIONS,
-                    format!(
-                        "no connection to shard \"{}\" became free within {:?}",
-                        self.name, self.settings.checkout_timeout
-                    ),
-                )
-                .with_hint(
-                    "Raise pool.size or pool.checkout_timeout_ms, or shorten transactions.",
-                )),
-            },
+    /// The server taking writes now.
+    pub fn primary(&self) -> &ServerPool {
+        &self.servers[self.primary_index()]
+    }
+
+    /// Makes server `i` the primary (a failover); idle backends of the old
+    /// one are closed (it may still be up, but it is not the primary).
+    pub(super) fn set_primary(&self, i: usize) {
+        let old = self.primary.swap(i, Relaxed);
+        if old != i {
+            self.failovers.fetch_add(1, Relaxed);
+            self.servers[old].close_idle();
         }
     }
 
-    /// Takes an idle backend or opens a new one, waiting for a free slot up
-    /// to the checkout timeout.
+    /// Takes an idle backend of the primary or opens a new one, waiting for
+    /// a free slot up to the checkout timeout.
+    #[inline]
     pub async fn checkout(self: &Arc<Self>) -> Result<Lease, SqlError> {
-        let mut candidate = self.take_slot().await?;
+        self.checkout_server(self.primary_index()).await
+    }
+
+    /// A backend for a read outside a transaction: from a replica in
+    /// rotation, picked by the read policy, else from the primary. A
+    /// replica that cannot be connected to leaves rotation and the read goes
+    /// to the primary (nothing was sent yet).
+    pub async fn checkout_read(self: &Arc<Self>) -> Result<Lease, SqlError> {
+        if self.servers.len() == 1 {
+            return self.checkout().await;
+        }
+        let Some(i) = self.pick_replica() else {
+            return self.checkout().await;
+        };
+        match self.checkout_server(i).await {
+            Ok(lease) => Ok(lease),
+            Err(e) if e.code == crate::data::codec::error::sqlstate::CONNECTION_FAILURE => {
+                let st = &self.servers[i].stats;
+                st.in_rotation.store(false, Relaxed);
+                tracing::warn!(
+                    "shard {}: replica {} left rotation: {}",
+                    self.name,
+                    self.servers[i].endpoint.addr.display(),
+                    e.message
+                );
+                super::health::wake();
+                self.checkout().await
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The replica a read goes to, if any is in rotation and has replayed
+    /// past [`ShardPool::require_replay`]'s mark.
+    fn pick_replica(&self) -> Option<usize> {
+        let n = self.servers.len();
+        let primary = self.primary_index();
+        let floor = self.min_replay_lsn.load(Relaxed);
+        let usable = |i: usize| {
+            let st = &self.servers[i].stats;
+            i != primary && st.in_rotation.load(Relaxed) && st.lsn.load(Relaxed) >= floor
+        };
+        let start = self.next_replica.fetch_add(1, Relaxed);
+        let in_turn = (0..n).map(|k| (start + k) % n).filter(|&i| usable(i));
+        match self.replica_settings.policy {
+            ReadPolicy::RoundRobin => in_turn.take(1).next(),
+            ReadPolicy::LeastConnections => in_turn.min_by_key(|&i| {
+                let st = &self.servers[i].stats;
+                st.in_use.load(Relaxed) + st.waiting.load(Relaxed)
+            }),
+        }
+    }
+
+    /// Replicas serve reads again only once they have replayed up to `lsn`
+    /// (and the health checker has seen it). A move calls this (through
+    /// [`ShardPool::fence_replica_reads`]) with the target's WAL position
+    /// taken after the moved rows are there and before the switch is
+    /// published, so no read of a moved interval reaches a replica that
+    /// lacks its rows. Takes effect at once for reads picked from now on.
+    pub fn require_replay(&self, lsn: u64) {
+        self.min_replay_lsn.fetch_max(lsn, Relaxed);
+        if self.has_replicas() {
+            super::health::wake();
+        }
+    }
+
+    /// The LSN replicas must have replayed before they serve reads (0: none).
+    pub fn replay_floor(&self) -> u64 {
+        self.min_replay_lsn.load(Relaxed)
+    }
+
+    /// Reads the primary's current WAL position and makes it the replicas'
+    /// floor ([`ShardPool::require_replay`]); returns it. A no-op (0) for a
+    /// shard without replicas.
+    pub async fn fence_replica_reads(&self) -> Result<u64, SqlError> {
+        if !self.has_replicas() {
+            return Ok(0);
+        }
+        let mut be = self.connect_new().await?;
+        let rows = be
+            .query_rows("SELECT pg_current_wal_lsn()")
+            .await
+            .map_err(|e| SqlError::shard_unavailable(&self.name, e))?;
+        let lsn = rows
+            .first()
+            .and_then(|r| r.first().cloned().flatten())
+            .and_then(|t| super::health::parse_lsn(&t))
+            .ok_or_else(|| {
+                SqlError::shard_unavailable(&self.name, "no WAL position from the primary")
+            })?;
+        self.require_replay(lsn);
+        Ok(lsn)
+    }
+
+    /// A backend of server `i`.
+    async fn checkout_server(self: &Arc<Self>, i: usize) -> Result<Lease, SqlError> {
+        let server = &self.servers[i];
+        let fenced = self.cancels.is_raised();
+        let mut candidate = server.take_slot(&self.settings, &self.name, fenced).await?;
         // From here the slot is the lease's: every early return gives it back.
         let mut lease = Lease {
             pool: self.clone(),
+            server: i,
             backend: None,
             clean: false,
         };
@@ -223,27 +310,31 @@ impl ShardPool {
                 // not reach the next client. One non-blocking read, far
                 // cheaper than the query that follows.
                 Some(b) if b.cancel_settled().await && b.is_alive() => {
+                    server.stats.checkouts.fetch_add(1, Relaxed);
                     lease.backend = Some(b);
                     return Ok(lease);
                 }
                 Some(dead) => {
                     drop(dead);
-                    let mut s = self.slots();
-                    candidate = self.take_idle(&mut s);
-                    self.publish(&s);
+                    candidate = server.next_idle(self.cancels.is_raised());
                 }
                 None => {
-                    self.stats.connects.fetch_add(1, Relaxed);
-                    match self.connect_new().await {
+                    server.stats.connects.fetch_add(1, Relaxed);
+                    match self.connect_to(server).await {
                         Ok(b) => {
-                            self.stats.up.store(true, Relaxed);
+                            server.stats.up.store(true, Relaxed);
+                            server.stats.checkouts.fetch_add(1, Relaxed);
                             lease.backend = Some(Box::new(b));
                             return Ok(lease);
                         }
                         Err(e) => {
-                            self.stats.up.store(false, Relaxed);
-                            self.stats.connect_errors.fetch_add(1, Relaxed);
+                            server.stats.up.store(false, Relaxed);
+                            server.stats.connect_errors.fetch_add(1, Relaxed);
                             self.stats.errors.fetch_add(1, Relaxed);
+                            if self.has_replicas() {
+                                // Perhaps a failover: look now, not at the next tick.
+                                super::health::wake();
+                            }
                             return Err(e);
                         }
                     }
@@ -252,11 +343,15 @@ impl ShardPool {
         }
     }
 
-    /// A new backend to this pool's shard, with the pool's settings and
+    /// A new backend to this shard's primary, with the pool's settings and
     /// cancel fence; the caller owns it (it takes no slot).
     pub async fn connect_new(&self) -> Result<Backend, SqlError> {
+        self.connect_to(self.primary()).await
+    }
+
+    async fn connect_to(&self, server: &ServerPool) -> Result<Backend, SqlError> {
         Backend::connect(
-            &self.addr,
+            &server.endpoint,
             &self.name,
             self.settings.connect_timeout,
             self.cancels.clone(),
@@ -264,59 +359,66 @@ impl ShardPool {
         .await
     }
 
-    /// Closes idle backends unused for longer than the idle timeout. A
-    /// backend returned since the last round is stamped now, so one is
-    /// closed between the timeout and the timeout plus the reaper's period.
-    /// Doomed ones (a cancel never confirmed) are closed too.
+    /// Closes idle backends unused for longer than the idle timeout (see
+    /// [`ServerPool`]); doomed ones (a cancel never confirmed) too.
     pub fn reap_idle(&self) {
-        let limit = self.settings.idle_timeout;
-        let now = Instant::now();
-        let expired: Vec<_> = {
-            let mut s = self.slots();
-            let expired = s
-                .idle
-                .extract_if(.., |b| {
-                    let since = *b.idle_since.get_or_insert(now);
-                    now.duration_since(since) >= limit || b.is_doomed()
-                })
-                .collect();
-            self.publish(&s);
-            expired
-        };
-        // Closed outside the lock.
-        drop(expired);
+        for s in &self.servers {
+            s.reap_idle(self.settings.idle_timeout);
+        }
     }
 
     /// A RELOAD replaced this pool: its idle backends close now, and the
     /// ones its open leases bring back close as they come.
     pub fn retire(&self) {
-        self.retired.store(true, Relaxed);
+        for s in &self.servers {
+            s.retired.store(true, Relaxed);
+        }
         self.close_idle();
     }
 
     /// Closes every idle backend (on shutdown; see also [`ShardPool::retire`]).
     pub fn close_idle(&self) {
-        let idle = {
-            let mut s = self.slots();
-            let idle = std::mem::take(&mut s.idle);
-            self.publish(&s);
-            idle
-        };
-        drop(idle);
+        for s in &self.servers {
+            s.close_idle();
+        }
     }
 
-    /// Backends currently handed out.
+    /// Backends currently handed out, on all servers.
     pub fn in_use(&self) -> usize {
-        self.stats.in_use.load(Relaxed)
+        self.sum(|s| s.stats.in_use.load(Relaxed))
+    }
+
+    /// Idle backends kept open, on all servers.
+    pub fn idle(&self) -> usize {
+        self.sum(|s| s.stats.idle.load(Relaxed))
+    }
+
+    /// Checkouts waiting for a free backend, on all servers.
+    pub fn waiting(&self) -> usize {
+        self.sum(|s| s.stats.waiting.load(Relaxed))
+    }
+
+    /// Connections opened, on all servers.
+    pub fn connects(&self) -> u64 {
+        self.servers
+            .iter()
+            .map(|s| s.stats.connects.load(Relaxed))
+            .sum()
+    }
+
+    fn sum(&self, f: impl Fn(&ServerPool) -> usize) -> usize {
+        self.servers.iter().map(f).sum()
     }
 }
 
-/// A backend checked out of a pool: it holds one of the pool's slots.
+/// A backend checked out of a pool: it holds one of its server's slots.
 /// Dropping a lease closes its backend; [`Lease::release`] returns it for
 /// reuse (only when it is clean).
 #[derive(Debug)]
 pub struct Lease {
     pool: Arc<ShardPool>,
+    /// Index of the server in `pool.servers`.
+    server: usize,
     backend: Option<Box<Backend>>,
     /// Set by [`Lease::release`]: the backend goes back to the idle list.
     clean: bool,
@@ -334,6 +436,12 @@ impl Lease {
 
     pub fn pool(&self) -> &Arc<ShardPool> {
         &self.pool
+    }
+
+    /// Index of the backend's server among the pool's (see [`ShardPool::servers`]).
+    #[inline]
+    pub fn server(&self) -> usize {
+        self.server
     }
 
     /// The pool and the leased backend at once (a relay reads frames from
@@ -362,49 +470,14 @@ impl Drop for Lease {
         let reusable = backend
             .as_ref()
             .is_some_and(|b| !b.standard_strings_off && !b.is_doomed());
+        let server = &self.pool.servers[self.server];
         if self.clean && reusable {
-            self.pool.return_slot(backend);
+            server.return_slot(backend);
         } else {
             // Not released clean: closing it is the safe choice, and it is
             // closed before its slot can open another.
             drop(backend);
-            self.pool.return_slot(None);
-        }
-    }
-}
-
-/// A checkout in the waiters' queue.
-struct Waiting<'a> {
-    pool: &'a ShardPool,
-    id: u64,
-    rx: oneshot::Receiver<Handoff>,
-    /// Out of the queue: a slot was received, or it left.
-    done: bool,
-}
-
-impl Waiting<'_> {
-    /// Leaves the queue; returns a slot handed over before it left.
-    fn leave(&mut self) -> Option<Handoff> {
-        if std::mem::replace(&mut self.done, true) {
-            return None;
-        }
-        let mut s = self.pool.slots();
-        // Under the lock no hand-over is in flight: the slot either came or
-        // this waiter is still queued.
-        if let Ok(slot) = self.rx.try_recv() {
-            return Some(slot);
-        }
-        s.waiters.retain(|(id, _)| *id != self.id);
-        self.pool.publish(&s);
-        None
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        if let Some(slot) = self.leave() {
-            // The checkout was dropped after a slot came: pass it on.
-            self.pool.return_slot(slot);
+            server.return_slot(None);
         }
     }
 }

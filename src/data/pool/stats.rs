@@ -1,7 +1,8 @@
 //! Per-shard counters, shared by the sessions (which bump them), the admin
-//! console (`SHOW STATS`, `SHOW POOLS`) and the Prometheus exporter.
+//! console (`SHOW STATS`) and the Prometheus exporter. Pool counts and
+//! health are per server ([`super::ServerStats`]).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Counters for one shard. Relaxed atomics: these are statistics, not locks.
@@ -14,13 +15,6 @@ pub struct ShardStats {
     pub bytes_received: AtomicU64,
     /// Sum of query latencies in microseconds (avg = sum / queries).
     pub latency_us_total: AtomicU64,
-    pub connects: AtomicU64,
-    pub connect_errors: AtomicU64,
-    pub in_use: AtomicUsize,
-    pub idle: AtomicUsize,
-    pub waiting: AtomicUsize,
-    /// False after a failed connect, true again after a successful one.
-    pub up: AtomicBool,
     /// `shardproxy_query_duration_seconds{shard}`, resolved once here so a
     /// query never builds labels (a no-op handle when metrics are off).
     latency: metrics::Histogram,
@@ -36,12 +30,6 @@ impl ShardStats {
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             latency_us_total: AtomicU64::new(0),
-            connects: AtomicU64::new(0),
-            connect_errors: AtomicU64::new(0),
-            in_use: AtomicUsize::new(0),
-            idle: AtomicUsize::new(0),
-            waiting: AtomicUsize::new(0),
-            up: AtomicBool::new(true),
             latency: crate::metrics::query_duration_histogram(shard),
         }
     }

@@ -179,6 +179,25 @@ impl IntervalTable {
         }
     }
 
+    /// The interval holding hash `h`, with its owner (what [`owner`] finds,
+    /// with the bounds: load accounting counts per interval).
+    ///
+    /// [`owner`]: IntervalTable::owner
+    pub fn interval_at(&self, h: u64) -> HashInterval {
+        let b = (h >> self.buckets.shift) as usize;
+        let (lo, hi) = (
+            self.buckets.first[b] as usize,
+            self.buckets.first[b + 1] as usize,
+        );
+        let n = self.his.len();
+        let i = (lo + self.his[lo..hi].partition_point(|&p| p < h)) % n;
+        HashInterval {
+            lo: self.his[(i + n - 1) % n],
+            hi: self.his[i],
+            shard: self.owners[i],
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.his.len()
     }

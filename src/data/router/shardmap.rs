@@ -312,14 +312,37 @@ impl ShardMap {
     /// If `group` is not an index into [`ShardMap::groups`] (a caller bug).
     #[inline]
     pub fn shard_for(&self, group: usize, key: &KeyValue) -> ShardId {
+        self.route_key(group, key).0
+    }
+
+    /// [`ShardMap::shard_for`] and the key's hash (0 for NULL, whose owner
+    /// is the owner of hash 0): what load accounting counts the key under.
+    ///
+    /// # Panics
+    /// If `group` is out of range.
+    #[inline]
+    pub fn route_key(&self, group: usize, key: &KeyValue) -> (ShardId, u64) {
         let g = &self.inner.groups[group];
         match hash_key(key) {
-            None => g.table.owner(0),
+            None => (g.table.owner(0), 0),
             Some(h) => match g.lookups.get(h, key) {
-                Some(s) => s,
-                None => g.table.owner(h),
+                Some(s) => (s, h),
+                None => (g.table.owner(h), h),
             },
         }
+    }
+
+    /// The interval of `group`'s table holding `hash`, with its owner.
+    ///
+    /// # Panics
+    /// If `group` is out of range.
+    pub fn interval_of(&self, group: usize, hash: u64) -> HashInterval {
+        self.inner.groups[group].table.interval_at(hash)
+    }
+
+    /// The shard `key` (whose hash is `hash`) is pinned to, if it is.
+    pub fn pinned_shard(&self, group: usize, hash: u64, key: &KeyValue) -> Option<ShardId> {
+        self.inner.groups.get(group)?.lookups.get(hash, key)
     }
 
     /// The interval owner of `hash` (ignores lookups).

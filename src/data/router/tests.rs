@@ -357,6 +357,7 @@ proptest! {
             let holders: Vec<_> = ivs.iter().filter(|i| i.contains(h)).collect();
             prop_assert_eq!(holders.len(), 1, "hash {:#x}", h);
             prop_assert_eq!(holders[0].shard, t.owner(h));
+            prop_assert_eq!(holders[0], &t.interval_at(h));
         }
     }
 

@@ -1,10 +1,15 @@
 //! `COPY sharded_table FROM STDIN` across shards: the same COPY is opened on
-//! every shard, the client's data rows are split by shard key (text and CSV),
-//! and the shards' row counts are summed. `COPY reference_table FROM STDIN`
-//! sends every row to every shard and reports one copy's count. Outside a
-//! transaction the load is all-or-nothing (two-phase commit).
+//! every shard, the client's data rows are split by shard key (text, CSV or
+//! binary), and the shards' row counts are summed. `COPY reference_table
+//! FROM STDIN` sends every row to every shard and reports one copy's count.
+//! Outside a transaction the load is all-or-nothing (two-phase commit).
+//! Through the simple protocol or as the Execute of an extended-protocol
+//! batch ([`CopyVia`]). Each shard's rows are gathered straight into one
+//! CopyData message (its header written first, its length at the end), so
+//! a row is copied once on its way through.
 
 use super::fanout::{split_complete, Part};
+use super::twophase::Commit;
 use super::{End, Session};
 use crate::data::codec::error::{parse_error_fields, sqlstate};
 use crate::data::codec::{messages, SqlError};
@@ -14,39 +19,70 @@ use bytes::{BufMut, BytesMut};
 /// Bytes of rows buffered per shard before they are sent as one CopyData.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// How the client started the COPY.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum CopyVia {
+    /// A simple query: the answer ends with ReadyForQuery.
+    Simple,
+    /// The Execute of an extended-protocol batch: the answer ends with
+    /// CommandComplete (or the error), and ReadyForQuery answers the Sync
+    /// the client sends after CopyDone. `synced`: the batch already ended
+    /// in a Sync (which Postgres ignores once the COPY runs), so an error
+    /// before the COPY starts is answered with ReadyForQuery at once.
+    Extended { synced: bool },
+}
+
 impl Session {
-    /// `spec`: how to split rows by key; `None` copies every row to every shard.
+    /// `spec`: how to split rows by key; `None` copies every row to every
+    /// shard. `query` is the COPY as a Query message for the shards.
     pub(super) async fn copy_split(
         &mut self,
         query: &[u8],
         spec: Option<&CopySpec>,
+        via: CopyVia,
     ) -> Result<(), End> {
         let shards: Vec<usize> = (0..self.rt.pools.len()).collect();
         // BEGIN comes after the column lookup below, which may still fail.
         let (mut parts, in_tx) = match self.open_parts(&shards, false).await {
             Ok(p) => p,
-            Err(e) => return self.error_and_ready(e).await,
+            Err(e) => return self.copy_refused(via, e).await,
         };
+        if spec.is_some() && !in_tx && parts.len() > 1 && !self.twophase_possible(&mut parts).await
+        {
+            // Refused before any row is read, not after loading them all.
+            let e = super::twophase::twophase_refusal(
+                &parts
+                    .iter()
+                    .map(|p| p.lease.pool())
+                    .filter(|p| {
+                        p.twophase.load(std::sync::atomic::Ordering::Relaxed)
+                            != super::twophase::TWOPHASE_YES
+                    })
+                    .map(|p| p.name.as_str())
+                    .collect::<Vec<_>>(),
+            );
+            return self.copy_abandon(parts, in_tx, via, e).await;
+        }
         let mut splitter = match spec {
             Some(spec) => {
                 let columns = if spec.columns.is_empty() {
                     match table_columns(&mut parts[0], &spec.table).await {
                         Ok(c) => c,
-                        Err(e) => return self.copy_abandon(parts, in_tx, e).await,
+                        Err(e) => return self.copy_abandon(parts, in_tx, via, e).await,
                     }
                 } else {
                     spec.columns.clone()
                 };
                 match CopySplitter::new(spec, &columns, &self.rt.map) {
                     Ok(s) => Some(s),
-                    Err(e) => return self.copy_abandon(parts, in_tx, e.into()).await,
+                    Err(e) => return self.copy_abandon(parts, in_tx, via, e.into()).await,
                 }
             }
             None => None,
         };
         if !in_tx {
             if let Err(e) = self.begin_all(&mut parts).await {
-                return self.copy_abandon(parts, in_tx, e).await;
+                return self.copy_abandon(parts, in_tx, via, e).await;
             }
         }
         // Open the COPY everywhere; forward the first CopyInResponse.
@@ -56,7 +92,7 @@ impl Session {
             let be = p.lease.backend();
             if let Err(e) = be.send(query).await {
                 return self
-                    .copy_abandon(parts, in_tx, SqlError::shard_unavailable(&name, e))
+                    .copy_abandon(parts, in_tx, via, SqlError::shard_unavailable(&name, e))
                     .await;
             }
             match read_until_copy_in(p).await {
@@ -64,11 +100,11 @@ impl Session {
                     response.get_or_insert(frame);
                 }
                 Ok(Err(err)) => {
-                    return self.copy_abandon(parts, in_tx, err).await;
+                    return self.copy_abandon(parts, in_tx, via, err).await;
                 }
                 Err(e) => {
                     return self
-                        .copy_abandon(parts, in_tx, SqlError::shard_unavailable(&name, e))
+                        .copy_abandon(parts, in_tx, via, SqlError::shard_unavailable(&name, e))
                         .await
                 }
             }
@@ -78,7 +114,7 @@ impl Session {
         }
         self.flush_client().await?;
         // Stream the client's rows to their shards.
-        let mut bufs: Vec<BytesMut> = vec![BytesMut::new(); parts.len()];
+        let mut bufs: Vec<BytesMut> = (0..parts.len()).map(|_| copy_data_buf()).collect();
         let mut failure: Option<SqlError> = None;
         let mut client_failed = false;
         loop {
@@ -130,7 +166,7 @@ impl Session {
             }
             if failure.is_none() {
                 for (i, p) in parts.iter_mut().enumerate() {
-                    if bufs[i].len() >= FLUSH_AT {
+                    if bufs[i].len() >= FLUSH_AT + 5 {
                         if let Err(e) = send_copy_data(p, &mut bufs[i]).await {
                             failure = Some(SqlError::shard_unavailable(&p.lease.pool().name, e));
                         }
@@ -150,7 +186,7 @@ impl Session {
                 )
                 .ok();
             } else {
-                if !bufs[i].is_empty() && send_copy_data(p, &mut bufs[i]).await.is_err() {
+                if bufs[i].len() > 5 && send_copy_data(p, &mut bufs[i]).await.is_err() {
                     error.get_or_insert_with(|| {
                         encoded(&SqlError::shard_unavailable(
                             &p.lease.pool().name,
@@ -191,7 +227,27 @@ impl Session {
             answer.verb = Some("COPY".into());
             answer.count = Some(total);
         }
-        self.complete_parts(parts, answer, in_tx, !in_tx).await
+        let commit = match (in_tx, spec) {
+            (true, _) => Commit::Skip,
+            (false, Some(_)) => Commit::Atomic,
+            // Every row to every copy of a reference table.
+            (false, None) => Commit::BestEffort,
+        };
+        match via {
+            CopyVia::Simple => self.complete_parts(parts, answer, in_tx, commit).await,
+            CopyVia::Extended { .. } => {
+                self.settle_parts(parts, answer, in_tx, commit).await;
+                self.flush_client().await
+            }
+        }
+    }
+
+    /// An error before the COPY reached the shards.
+    async fn copy_refused(&mut self, via: CopyVia, e: SqlError) -> Result<(), End> {
+        match via {
+            CopyVia::Simple | CopyVia::Extended { synced: true } => self.error_and_ready(e).await,
+            CopyVia::Extended { synced: false } => self.batch_error(e, false).await,
+        }
     }
 
     /// Gives up before the client's COPY started: error, parts back.
@@ -199,6 +255,7 @@ impl Session {
         &mut self,
         mut parts: Vec<Part>,
         in_tx: bool,
+        via: CopyVia,
         e: SqlError,
     ) -> Result<(), End> {
         if in_tx {
@@ -207,7 +264,7 @@ impl Session {
             self.rollback_all(&mut parts).await;
             self.finish_parts(parts);
         }
-        self.error_and_ready(e).await
+        self.copy_refused(via, e).await
     }
 }
 
@@ -232,14 +289,24 @@ fn route_row(bufs: &mut [BytesMut], dest: CopyDest, row: &[u8]) {
     }
 }
 
-/// Sends buffered rows as one CopyData message.
-async fn send_copy_data(p: &mut Part, rows: &mut BytesMut) -> std::io::Result<()> {
-    let mut msg = BytesMut::with_capacity(rows.len() + 5);
-    msg.put_u8(b'd');
-    msg.put_i32(rows.len() as i32 + 4);
-    msg.extend_from_slice(rows);
-    rows.clear();
-    p.lease.backend().send(&msg).await
+/// A per-shard buffer of rows: a CopyData header (its length written when
+/// the message is sent), then the rows.
+fn copy_data_buf() -> BytesMut {
+    let mut b = BytesMut::with_capacity(FLUSH_AT + 16 * 1024);
+    b.put_u8(b'd');
+    b.put_i32(0);
+    b
+}
+
+/// Sends the buffered rows as one CopyData message and empties the buffer
+/// (down to a new header).
+async fn send_copy_data(p: &mut Part, msg: &mut BytesMut) -> std::io::Result<()> {
+    let len = (msg.len() - 1) as i32;
+    msg[1..5].copy_from_slice(&len.to_be_bytes());
+    let r = p.lease.backend().send(msg).await;
+    msg.truncate(1);
+    msg.put_i32(0);
+    r
 }
 
 async fn fail_all(parts: &mut [Part], why: &str) {

@@ -90,6 +90,26 @@ impl Session {
         }
     }
 
+    /// Whether the batch's first statement is a BEGIN the session could
+    /// defer (see `deferred_begin.rs`); a cheap look at the first frames.
+    fn begins_batch(&self, batch: &[u8]) -> bool {
+        self.tx == b'I'
+            && self.lease.is_none()
+            && frames(batch).take(1).any(|(t, body)| match t {
+                b'P' => ParseMsg::decode(body).is_ok_and(|p| {
+                    let q = p.query.trim_start();
+                    q.get(..5).is_some_and(|w| w.eq_ignore_ascii_case("begin"))
+                        || q.get(..5).is_some_and(|w| w.eq_ignore_ascii_case("start"))
+                }),
+                b'B' => BindMsg::decode(body).is_ok_and(|b| {
+                    self.prepared.get(b.statement).is_some_and(
+                        |s| matches!(s.plan.stmts.as_slice(), [st] if st.kind == StmtKind::Begin),
+                    )
+                }),
+                _ => false,
+            })
+    }
+
     /// Routes, translates, sends and relays one batch.
     async fn run_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
         let r = self.dispatch_batch(batch, sync).await;
@@ -120,18 +140,43 @@ impl Session {
     }
 
     async fn run_routed_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
-        let shard = match self.route_batch(batch) {
+        if self.pipe.is_some() {
+            // A multi-shard pipeline continues after a Flush.
+            return Box::pin(self.run_pipeline(batch, sync)).await;
+        }
+        let routed = self.route_batch(batch);
+        if matches!(
+            routed,
+            Ok(Dispatch::Pipeline | Dispatch::SplitInsert | Dispatch::Fan { .. })
+        ) && self.begins_batch(batch)
+        {
+            // BEGIN, then statements for several shards: the BEGIN is
+            // deferred and the rest routes as a transaction's first.
+            if let Some(rest) = self.defer_leading_begin(batch) {
+                self.parsed_in_batch.clear();
+                return Box::pin(self.run_routed_batch(&batch[rest..], sync)).await;
+            }
+        }
+        let shard = match routed {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
             Ok(Dispatch::Fan {
                 shards,
                 mode: FanMode::Merge(dist),
             }) if sync => return Box::pin(self.merge_extended(batch, &shards, dist)).await,
+            // A failed transaction answers 25P02 to everything: its backend does.
+            Ok(Dispatch::Pipeline) if self.tx == b'E' && self.lease.is_some() => self.lease_shard,
             Ok(Dispatch::Fan { shards, mode }) if sync => {
                 return Box::pin(self.fanout_extended(batch, &shards, mode)).await
             }
+            Ok(Dispatch::Pipeline | Dispatch::SplitInsert | Dispatch::Fan { .. }) => {
+                return Box::pin(self.run_pipeline(batch, sync)).await
+            }
             Ok(Dispatch::EndMulti { commit }) if sync => {
                 return Box::pin(self.end_multi_extended(batch, commit)).await
+            }
+            Ok(Dispatch::SplitCopy(spec)) => {
+                return Box::pin(self.copy_extended(batch, spec, sync)).await
             }
             Ok(_) => {
                 let e = SqlError::new(
@@ -221,7 +266,7 @@ impl Session {
     }
 
     /// An error raised before the batch reached a backend.
-    async fn batch_error(&mut self, e: SqlError, sync: bool) -> Result<(), End> {
+    pub(super) async fn batch_error(&mut self, e: SqlError, sync: bool) -> Result<(), End> {
         if sync {
             self.error_and_ready(e).await
         } else {
@@ -250,6 +295,9 @@ impl Session {
         let mut unnamed_parsed = false;
         let mut last_tag = 0;
         self.batch_verbatim = false;
+        self.replica_read = false;
+        // Every statement the batch executes is a plain read.
+        let mut reads_only = true;
         for (tag, body) in frames(batch) {
             last_tag = tag;
             match tag {
@@ -301,30 +349,38 @@ impl Session {
                         formats: bp.formats,
                     };
                     binds += 1;
-                    let d = self.dispatch(plan, &params).map_err(|e| RouteFailure {
-                        error: e,
-                        at_bind: Some(frame_start(batch, body)),
-                    })?;
-                    chosen =
-                        match (chosen, d) {
-                            (Dispatch::Any, d) => d,
-                            (c, Dispatch::Any) => c,
-                            (Dispatch::One(a), Dispatch::One(b)) if a == b => Dispatch::One(a),
-                            (Dispatch::One(_), Dispatch::One(_)) => return Err(SqlError::new(
-                                sqlstate::FEATURE_NOT_SUPPORTED,
-                                "statements in one pipeline (up to Sync) go to different shards",
-                            )
-                            .with_hint("Send a Sync between statements for different shards.")
-                            .into()),
-                            _ => return Err(spanning_not_alone().into()),
-                        };
+                    reads_only &= plan.replica_ok;
+                    let mut key = None;
+                    let d = match self.dispatch(plan, &params, &mut key) {
+                        Ok(d) => d,
+                        // Statements before this one run first (then all
+                        // roll back), as Postgres would: the pipeline
+                        // executor answers the error in its place.
+                        Err(_) if binds > 1 => return Ok(Dispatch::Pipeline),
+                        Err(e) => {
+                            return Err(RouteFailure {
+                                error: e,
+                                at_bind: Some(frame_start(batch, body)),
+                            })
+                        }
+                    };
+                    self.load.key(key, &self.proxy.load, &self.rt);
+                    chosen = match (chosen, d) {
+                        (Dispatch::Any, d) => d,
+                        (c, Dispatch::Any) => c,
+                        (Dispatch::One(a), Dispatch::One(b)) if a == b => Dispatch::One(a),
+                        // Statements for several shards, or one that spans
+                        // shards beside others: one transaction over them.
+                        _ => return Ok(Dispatch::Pipeline),
+                    };
                 }
                 _ => {}
             }
         }
         self.batch_verbatim = verbatim && last_tag == b'S';
+        self.replica_read = self.may_read_replica(reads_only && binds > 0 && last_tag == b'S');
         if binds > 1 && !matches!(chosen, Dispatch::One(_) | Dispatch::Any) {
-            return Err(spanning_not_alone().into());
+            return Ok(Dispatch::Pipeline);
         }
         if binds == 0 {
             // Only Parse/Describe (a client preparing a statement): describe
@@ -548,7 +604,7 @@ impl Session {
 
     /// The statement a Parse makes: the client's unnamed one again when the
     /// Parse repeats it, else a new one planned now.
-    fn statement_of(&self, p: &ParseMsg<'_>) -> Arc<PreparedStmt> {
+    pub(super) fn statement_of(&self, p: &ParseMsg<'_>) -> Arc<PreparedStmt> {
         match self.prepared.reusable(p) {
             Some(s) => s,
             None => Arc::new(PreparedStmt::new(
@@ -664,7 +720,7 @@ pub(super) fn raise_sql(code: &str, message: &str) -> String {
     )
 }
 
-fn missing(name: &str) -> String {
+pub(super) fn missing(name: &str) -> String {
     if name.is_empty() {
         "unnamed prepared statement does not exist".into()
     } else {
@@ -704,16 +760,6 @@ pub(super) fn frames(buf: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
 /// Offset of the frame whose body is `body` within `batch`.
 fn frame_start(batch: &[u8], body: &[u8]) -> usize {
     body.as_ptr() as usize - batch.as_ptr() as usize - 5
-}
-
-/// The refusal of a pipeline holding a statement that spans shards beside
-/// other statements (the fan-out runs one statement per Sync).
-fn spanning_not_alone() -> SqlError {
-    SqlError::new(
-        sqlstate::FEATURE_NOT_SUPPORTED,
-        "a statement that spans shards must be alone in its pipeline (up to Sync)",
-    )
-    .with_hint("Send a Sync after each statement that spans shards.")
 }
 
 #[cfg(test)]

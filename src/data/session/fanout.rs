@@ -6,6 +6,7 @@
 //! inside a transaction on every shard and finish with two-phase commit
 //! ([`super::twophase`]), so they apply everywhere or nowhere.
 
+use super::twophase::Commit;
 use super::{End, Session};
 use crate::data::codec::error::{parse_error_fields, sqlstate};
 use crate::data::codec::frame::peek_frame;
@@ -21,13 +22,34 @@ pub(super) enum FanMode {
     Read,
     /// A read the merge engine answers ([`crate::data::merge::exec`]).
     Merge(crate::data::planner::DistRef),
-    /// Write or DDL: all shards or none (two-phase commit).
+    /// Write: all shards or none (two-phase commit, refused where a shard
+    /// cannot prepare transactions).
     Atomic,
+    /// DDL: like `Atomic`, but committed shard by shard (failures reported
+    /// per shard) where the shards cannot prepare transactions.
+    Ddl,
     /// A write to a reference table: like `Atomic`, but every shard holds a
     /// copy, so the client gets one copy's rows and count, not their sum.
     Copies,
     /// VACUUM and friends: each shard on its own, outside a transaction.
     Maintenance,
+}
+
+impl FanMode {
+    /// Whether the shards run the statement inside a transaction of their own.
+    pub(super) fn begins(&self) -> bool {
+        matches!(self, FanMode::Atomic | FanMode::Ddl | FanMode::Copies)
+    }
+
+    /// How the statement commits (`in_tx`: inside the client's transaction,
+    /// which the client's COMMIT ends).
+    pub(super) fn commit(&self, in_tx: bool) -> Commit {
+        match self {
+            _ if in_tx || !self.begins() => Commit::Skip,
+            FanMode::Atomic => Commit::Atomic,
+            _ => Commit::BestEffort,
+        }
+    }
 }
 
 /// One shard's part of a fan-out.
@@ -83,7 +105,13 @@ impl Session {
                     SqlError::new(sqlstate::INTERNAL_ERROR, format!("no shard {shard}"))
                 })?
                 .clone();
-            let lease = self.with_settings(pool.checkout().await?).await?;
+            // A read fanned out outside a transaction may use replicas.
+            let checkout = if self.replica_read && self.tx == b'I' && self.others.is_empty() {
+                pool.checkout_read().await?
+            } else {
+                pool.checkout().await?
+            };
+            let lease = self.with_settings(checkout).await?;
             parts.push(Part { shard, lease });
         }
         self.publish_with(&mut parts);
@@ -99,12 +127,12 @@ impl Session {
         shards: &[usize],
         mode: FanMode,
     ) -> Result<(), End> {
-        let begin = matches!(mode, FanMode::Atomic | FanMode::Copies);
+        let begin = mode.begins();
         let (mut parts, in_tx) = match self.open_parts(shards, begin).await {
             Ok(p) => p,
             Err(e) => return self.error_and_ready(e).await,
         };
-        let atomic = begin && !in_tx;
+        let commit = mode.commit(in_tx);
         let mut total = Answer {
             copies: mode == FanMode::Copies,
             ..Answer::default()
@@ -121,7 +149,7 @@ impl Session {
             self.publish_running();
             return self.error_and_ready(e).await;
         }
-        self.complete_parts(parts, total, in_tx, atomic).await
+        self.complete_parts(parts, total, in_tx, commit).await
     }
 
     /// Sends each part its SQL (a Query message built by `sql_for`), then
@@ -161,33 +189,49 @@ impl Session {
     /// transaction), give the backends back, and answer the client.
     pub(super) async fn complete_parts(
         &mut self,
+        parts: Vec<Part>,
+        total: Answer,
+        in_tx: bool,
+        commit: Commit,
+    ) -> Result<(), End> {
+        self.settle_parts(parts, total, in_tx, commit).await;
+        messages::ready_for_query(&mut self.out, self.tx);
+        self.flush_client().await
+    }
+
+    /// [`Session::complete_parts`] without the ReadyForQuery: the
+    /// statement's error or CommandComplete goes to the client's buffer.
+    /// Returns whether the statement succeeded.
+    pub(super) async fn settle_parts(
+        &mut self,
         mut parts: Vec<Part>,
         mut total: Answer,
         in_tx: bool,
-        atomic: bool,
-    ) -> Result<(), End> {
+        commit: Commit,
+    ) -> bool {
         if let Some((err, _)) = total.error.take() {
             if in_tx {
                 self.put_parts(parts);
                 self.tx = b'E';
             } else {
-                if atomic {
+                if commit != Commit::Skip {
                     self.rollback_all(&mut parts).await;
                 }
                 self.finish_parts(parts);
             }
             self.out.extend_from_slice(&err);
-            messages::ready_for_query(&mut self.out, self.tx);
-            return self.flush_client().await;
+            return false;
         }
         if in_tx {
             self.put_parts(parts);
         } else {
-            if atomic {
-                if let Err(e) = self.commit_all(&mut parts).await {
+            if commit != Commit::Skip {
+                if let Err(e) = self.commit_all(&mut parts, commit).await {
+                    // Closed, not reused: their state after a failed commit is unknown.
                     drop(parts);
                     self.publish_running();
-                    return self.error_and_ready(e).await;
+                    e.encode(&mut self.out);
+                    return false;
                 }
             }
             self.finish_parts(parts);
@@ -202,8 +246,7 @@ impl Session {
             (Some(verb), None) => messages::command_complete(&mut self.out, verb),
             (None, _) => {}
         }
-        messages::ready_for_query(&mut self.out, self.tx);
-        self.flush_client().await
+        true
     }
 
     /// Returns fan-out backends to their pools (they are idle and clean).

@@ -6,6 +6,7 @@
 
 use super::fanout::{split_complete, split_tag, Answer, FanMode, Part};
 use super::relay::Relayed;
+use super::twophase::Commit;
 use super::{End, Session};
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::frontend::{ExecuteMsg, ParseMsg, TargetMsg};
@@ -56,12 +57,13 @@ impl Session {
             .with_hint("Send one Execute (max rows 0) before Sync for statements without a shard key.");
             return self.error_and_ready(e).await;
         }
-        let begin = matches!(mode, FanMode::Atomic | FanMode::Copies);
+        let begin = mode.begins();
         let (mut parts, in_tx) = match self.open_parts(shards, begin).await {
             Ok(p) => p,
             Err(e) => return self.error_and_ready(e).await,
         };
-        let atomic = begin && !in_tx;
+        let commit = mode.commit(in_tx);
+        let atomic = commit != Commit::Skip;
         // The first part is relayed with the usual reply queue.
         let mut queues = Vec::with_capacity(parts.len());
         // Each shard's copy of the batch must meet the client's statements
@@ -167,7 +169,7 @@ impl Session {
         } else if atomic {
             if failed {
                 self.rollback_all(&mut parts).await;
-            } else if let Err(e) = self.commit_all(&mut parts).await {
+            } else if let Err(e) = self.commit_all(&mut parts, commit).await {
                 drop(parts);
                 self.publish_running();
                 e.encode(&mut self.out);

@@ -10,11 +10,16 @@
 //! - [`prepared`] and [`settings`]: state that must survive transaction pooling
 
 pub mod client_stream;
+mod copy_extended;
 mod copy_in;
+mod deferred_begin;
 mod extended;
 mod fanout;
 mod fanout_ext;
 mod fanout_merge;
+mod pipeline;
+mod pipeline_relay;
+mod pipeline_wire;
 pub mod prepared;
 mod relay;
 mod route;
@@ -22,6 +27,7 @@ pub mod settings;
 mod simple;
 mod split_insert;
 pub mod startup;
+mod target;
 pub mod twophase;
 mod txn;
 
@@ -59,7 +65,12 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
     let rt = proxy.runtime();
     info.set_session_runtime(rt.clone());
     let max = rt.config.proxy.max_message_bytes;
+    let target_primary = target::initial_target_primary(&rt.config, &hs.user);
+    let hot_on = rt.config.hot.enabled;
     let mut s = Session {
+        target_primary,
+        replica_read: false,
+        user: hs.user.clone(),
         settings: Settings::from_startup(&hs.params),
         proxy,
         rt,
@@ -91,6 +102,8 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         many_running: false,
         standard_strings_off: false,
         last_plan: Default::default(),
+        load: crate::data::load::SessionTally::new(hot_on),
+        pipe: None,
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -173,6 +186,18 @@ pub struct Session {
     /// A backend reported standard_conforming_strings off: the session ends
     /// before its next message.
     standard_strings_off: bool,
+    /// The user the client logged in as.
+    user: String,
+    /// Every statement goes to the primaries (see [`target`]).
+    target_primary: bool,
+    /// The statement (or batch) being routed may be read from a replica:
+    /// set where it is routed, read where backends are checked out.
+    replica_read: bool,
+    /// This client's load not yet merged into `proxy.load`.
+    load: crate::data::load::SessionTally,
+    /// A pipeline whose statements go to several shards, open until its
+    /// Sync (see [`pipeline`]); it holds the session's backends meanwhile.
+    pipe: Option<Box<pipeline::Pipe>>,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for
@@ -204,7 +229,7 @@ impl Session {
             // set before the channel fires; it catches a client whose next
             // message is always ready, so `stop` is never polled.
             stopping = stopping || self.proxy.draining.load(Ordering::Relaxed);
-            if stopping && self.lease.is_none() && self.tx == b'I' {
+            if stopping && self.lease.is_none() && self.pipe.is_none() && self.tx == b'I' {
                 return End::Fatal(
                     SqlError::fatal(
                         sqlstate::ADMIN_SHUTDOWN,
@@ -247,7 +272,7 @@ impl Session {
                     .with_hint("Leave standard_conforming_strings on and use E'…' strings for backslash escapes."),
                 );
             }
-            if self.lease.is_none() {
+            if self.lease.is_none() && self.pipe.is_none() {
                 // Between transactions: a reloaded configuration applies
                 // from this message on (a replaced pool only takes back the
                 // leases it handed out).
@@ -261,6 +286,8 @@ impl Session {
                         self.last_plan = Default::default();
                     }
                     self.info.set_session_runtime(current.clone());
+                    self.load
+                        .set_on(current.config.hot.enabled, &self.proxy.load, &self.rt);
                     self.rt = current;
                     self.rt_generation = generation;
                 }
@@ -367,7 +394,12 @@ impl Session {
         };
         // Settings first: replayed inside the client's transaction they
         // would be undone by its ROLLBACK while the fingerprint stayed.
-        let mut lease = self.with_settings(pool.checkout().await?).await?;
+        let checkout = if self.replica_read && self.pending_begin.is_none() {
+            pool.checkout_read().await?
+        } else {
+            pool.checkout().await?
+        };
+        let mut lease = self.with_settings(checkout).await?;
         if let Some(begin) = self.pending_begin.take() {
             match lease.backend().execute_silently(&begin).await {
                 Ok(Ok(())) => {}
@@ -382,8 +414,10 @@ impl Session {
                 Err(e) => return Err(SqlError::shard_unavailable(&lease.pool().name, e)),
             }
         }
+        let server = lease.server();
         let cancel = &lease.backend().cancel;
-        self.info.set_running_one(shard, cancel.pid, cancel.secret);
+        self.info
+            .set_running_one(shard, server, cancel.pid, cancel.secret);
         self.forget_many_running();
         self.lease = Some(lease);
         self.lease_shard = shard;
@@ -491,12 +525,16 @@ impl Session {
     /// End of session: a backend left inside a transaction is rolled back and
     /// returned to the pool in the background.
     async fn finish(&mut self) {
+        self.load.flush(&self.proxy.load, &self.rt);
         // The backends go back to their pools (after a reset) while this
         // client may still be registered: no cancel may reach them now.
         self.info.clear_running_one();
         self.forget_many_running();
         for p in std::mem::take(&mut self.others) {
             tokio::spawn(reset_and_release(p.lease));
+        }
+        if let Some(pipe) = self.pipe.take() {
+            self.abandon_pipe(*pipe);
         }
         if let Some(lease) = self.lease.take() {
             if self.prepared_unsure {

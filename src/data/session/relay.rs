@@ -48,7 +48,7 @@ enum Run {
 
 /// Messages that complete the reply to one extended-protocol message.
 #[inline]
-fn completes_reply(tag: u8) -> bool {
+pub(super) fn completes_reply(tag: u8) -> bool {
     matches!(tag, b'1' | b'2' | b'3' | b'n' | b'T' | b'C' | b'I' | b's')
 }
 
@@ -122,6 +122,11 @@ impl Session {
                         end = Run::Ready(status);
                         break;
                     }
+                }
+                b'C' if self.fan_hold.is_none() => {
+                    let rows = crate::data::load::command_rows(f.body(bytes));
+                    self.load
+                        .rows(self.lease_shard, rows, &self.proxy.load, &self.rt);
                 }
                 b'G' => {
                     end = Run::CopyIn;
@@ -309,6 +314,11 @@ impl Session {
                         }
                     } else if !swallow {
                         self.emit(bytes);
+                        if t == b'C' && self.fan_hold.is_none() {
+                            let rows = crate::data::load::command_rows(frame.body(bytes));
+                            self.load
+                                .rows(self.lease_shard, rows, &self.proxy.load, &self.rt);
+                        }
                     }
                     swallowing = false;
                     self.emit_synth(q);

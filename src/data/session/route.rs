@@ -5,8 +5,9 @@ use super::fanout::FanMode;
 use super::Session;
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::SqlError;
+use crate::data::load::tally::Hit;
 use crate::data::planner::{
-    resolve_stmt, CopySpec, FanOut, Hint, MergeSpec, Params, Plan, Route, StmtKind, StmtPlan,
+    resolve_stmt_keyed, CopySpec, FanOut, Hint, MergeSpec, Params, Plan, Route, StmtKind, StmtPlan,
     Target,
 };
 
@@ -26,6 +27,9 @@ pub(super) enum Dispatch {
     SplitCopy(Option<CopySpec>),
     /// COMMIT or ROLLBACK of a transaction spanning shards.
     EndMulti { commit: bool },
+    /// An extended-protocol pipeline whose statements go to several shards
+    /// (or one statement split per shard): see `session/pipeline.rs`.
+    Pipeline,
 }
 
 impl From<crate::data::planner::RouteError> for SqlError {
@@ -44,8 +48,14 @@ impl Session {
     }
 
     /// Decides how to run `plan` (all of a simple query's statements, or one
-    /// prepared statement with its Bind parameters).
-    pub(super) fn dispatch(&self, plan: &Plan, params: &Params<'_>) -> Result<Dispatch, SqlError> {
+    /// prepared statement with its Bind parameters). A statement routed by
+    /// one key leaves that key in `note`, for load accounting.
+    pub(super) fn dispatch(
+        &self,
+        plan: &Plan,
+        params: &Params<'_>,
+        note: &mut Option<Hit>,
+    ) -> Result<Dispatch, SqlError> {
         let hint = self.session_hint();
         let mut single: Option<usize> = None;
         if !self.others.is_empty() && plan.stmts.len() == 1 {
@@ -62,7 +72,7 @@ impl Session {
             }
         }
         for stmt in &plan.stmts {
-            let d = self.dispatch_stmt(stmt, plan, hint.as_ref(), params)?;
+            let d = self.dispatch_stmt(stmt, plan, hint.as_ref(), params, note)?;
             match d {
                 Dispatch::Any => {}
                 Dispatch::One(s) if single.is_none_or(|c| c == s) => single = Some(s),
@@ -92,6 +102,7 @@ impl Session {
         plan: &Plan,
         hint: Option<&Hint>,
         params: &Params<'_>,
+        note: &mut Option<Hit>,
     ) -> Result<Dispatch, SqlError> {
         if let Some(what) = stmt.session_state {
             return Err(SqlError::new(
@@ -151,8 +162,12 @@ impl Session {
                     }
                     None => stmt,
                 };
-                let shards = match resolve_stmt(stmt, params, &self.rt.map)? {
-                    Route::Shard(s) => return Ok(Dispatch::One(s)),
+                let mut key = None;
+                let shards = match resolve_stmt_keyed(stmt, params, &self.rt.map, &mut key)? {
+                    Route::Shard(s) => {
+                        *note = key.as_ref().map(Hit::of);
+                        return Ok(Dispatch::One(s));
+                    }
                     Route::Any => return Ok(Dispatch::Any),
                     Route::Shards(v) => v,
                     Route::All => (0..nshards).collect(),
@@ -175,6 +190,10 @@ impl Session {
                     Target::AllShards(FanOut::ReferenceWrite) => Dispatch::Fan {
                         shards,
                         mode: FanMode::Copies,
+                    },
+                    Target::AllShards(FanOut::Ddl) => Dispatch::Fan {
+                        shards,
+                        mode: FanMode::Ddl,
                     },
                     Target::AllShards(FanOut::Read) => read_fan(stmt, shards)?,
                     Target::Keyed { .. } if stmt.read_only => read_fan(stmt, shards)?,

@@ -1,5 +1,6 @@
 //! The simple query protocol: one 'Q' message, relayed whole to one shard.
 
+use super::copy_in::CopyVia;
 use super::fanout::FanMode;
 use super::route::Dispatch;
 use super::{End, Session};
@@ -43,17 +44,20 @@ impl Session {
         if let Some(r) = self.deferred_transaction(&plan, sql) {
             return r.await;
         }
-        let mut dispatched = self.dispatch(&plan, &params);
-        if matches!(&dispatched, Err(e) if e.code == crate::data::codec::error::sqlstate::FEATURE_NOT_SUPPORTED)
+        self.replica_read = self.may_read_replica(plan.replica_ok);
+        // The rare paths are boxed: their futures are large, and inline they
+        // would size every session's task for them.
+        let mut key = None;
+        let mut routed = self.dispatch(&plan, &params, &mut key);
+        if matches!(&routed, Err(e) if e.code == crate::data::codec::error::sqlstate::FEATURE_NOT_SUPPORTED)
             && !literals.is_empty()
         {
             // A refusal names the statement's constructs: as written, not
             // with the normalized text's parameters in place of literals.
-            dispatched = self.dispatch(&self.rt.planner.plan(sql), &Params::none());
+            routed = self.dispatch(&self.rt.planner.plan(sql), &Params::none(), &mut key);
         }
-        // The rare paths are boxed: their futures are large, and inline they
-        // would size every session's task for them.
-        let shard = match dispatched {
+        self.load.key(key, &self.proxy.load, &self.rt);
+        let shard = match routed {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
             Ok(Dispatch::Fan {
@@ -67,9 +71,18 @@ impl Session {
                 return Box::pin(self.split_insert_simple(&plan.stmts[0])).await
             }
             Ok(Dispatch::SplitCopy(spec)) => {
-                return Box::pin(self.copy_split(msg, spec.as_ref())).await
+                return Box::pin(self.copy_split(msg, spec.as_ref(), CopyVia::Simple)).await
             }
             Ok(Dispatch::EndMulti { commit }) => return Box::pin(self.end_multi(commit)).await,
+            // Only routing an extended-protocol batch yields it.
+            Ok(Dispatch::Pipeline) => {
+                return self
+                    .error_and_ready(SqlError::new(
+                        crate::data::codec::error::sqlstate::INTERNAL_ERROR,
+                        "a simple query was routed as a pipeline",
+                    ))
+                    .await
+            }
             Err(e) => return self.error_and_ready(e).await,
         };
         let touches_settings = plan.touches_settings;
@@ -132,6 +145,9 @@ impl Session {
         }
         let t = sql.trim().trim_end_matches(';').trim();
         let lower = t.to_ascii_lowercase();
+        if let Some(r) = self.target_session_command(&lower) {
+            return Some(r);
+        }
         if lower == "reset shardproxy.shard" {
             self.hint_shard = None;
             return Some(Ok("RESET".into()));

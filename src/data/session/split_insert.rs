@@ -3,6 +3,7 @@
 //! RETURNING rows put back in the order of the original VALUES list.
 
 use super::fanout::Answer;
+use super::twophase::Commit;
 use super::{End, Session};
 use crate::data::codec::messages;
 use crate::data::planner::{split_insert, Params, StmtPlan};
@@ -49,34 +50,53 @@ impl Session {
             return self.error_and_ready(e).await;
         }
         if total.error.is_none() {
-            // RETURNING rows: back into VALUES order when each shard returned
-            // one row per inserted row (ON CONFLICT DO NOTHING may return fewer;
-            // then shard order is all that can be kept).
-            let exact = rows
-                .iter()
-                .zip(&pieces)
-                .all(|(r, p)| r.is_empty() || r.len() == p.rows.len());
-            if exact {
-                let n: usize = pieces.iter().map(|p| p.rows.len()).sum();
-                let mut ordered: Vec<Option<BytesMut>> = vec![None; n];
-                for (r, p) in rows.iter_mut().zip(&pieces) {
-                    for (row, &idx) in r.drain(..).zip(&p.rows) {
-                        if let Some(slot) = ordered.get_mut(idx) {
-                            *slot = Some(row);
-                        }
-                    }
-                }
-                for row in ordered.into_iter().flatten() {
-                    self.out.extend_from_slice(&row);
-                }
-            } else {
-                for r in rows {
-                    for row in r {
-                        self.out.extend_from_slice(&row);
-                    }
-                }
+            let idx: Vec<Vec<usize>> = pieces.into_iter().map(|p| p.rows).collect();
+            for row in values_order(rows, &idx) {
+                self.out.extend_from_slice(&row);
             }
         }
-        self.complete_parts(parts, total, in_tx, !in_tx).await
+        let commit = if in_tx { Commit::Skip } else { Commit::Atomic };
+        self.complete_parts(parts, total, in_tx, commit).await
+    }
+}
+
+/// RETURNING rows of a split INSERT (`rows[k]`: part k's, which inserted the
+/// original rows `idx[k]`) back in VALUES order, when each part returned
+/// one row per inserted row; otherwise (ON CONFLICT DO NOTHING may return
+/// fewer) in part order, which is all that can be kept.
+pub(super) fn values_order(mut rows: Vec<Vec<BytesMut>>, idx: &[Vec<usize>]) -> Vec<BytesMut> {
+    let exact = rows
+        .iter()
+        .zip(idx)
+        .all(|(r, i)| r.is_empty() || r.len() == i.len());
+    if !exact {
+        return rows.into_iter().flatten().collect();
+    }
+    let n: usize = idx.iter().map(Vec::len).sum();
+    let mut ordered: Vec<Option<BytesMut>> = vec![None; n];
+    for (r, i) in rows.iter_mut().zip(idx) {
+        for (row, &at) in r.drain(..).zip(i) {
+            if let Some(slot) = ordered.get_mut(at) {
+                *slot = Some(row);
+            }
+        }
+    }
+    ordered.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returning_rows_go_back_in_values_order() {
+        let r = |s: &str| BytesMut::from(s);
+        let rows = vec![vec![r("a1"), r("a2")], vec![r("b1")]];
+        let got = values_order(rows, &[vec![0, 2], vec![1]]);
+        assert_eq!(got, vec![r("a1"), r("b1"), r("a2")]);
+        // A part that returned fewer rows than it inserted: part order.
+        let rows = vec![vec![r("a1")], vec![r("b1")]];
+        let got = values_order(rows, &[vec![0, 2], vec![1]]);
+        assert_eq!(got, vec![r("a1"), r("b1")]);
     }
 }

@@ -15,8 +15,24 @@ use super::fanout::Part;
 use super::Session;
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::SqlError;
+use crate::data::pool::ShardPool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+
+/// How a statement or transaction over several shards must commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// Nothing to commit here: reads, maintenance, or an open transaction
+    /// the client ends itself.
+    Skip,
+    /// All or nothing: two-phase commit; refused (rolled back, 0A000) when
+    /// a shard cannot prepare transactions.
+    Atomic,
+    /// DDL and reference-table writes: two-phase commit where the shards
+    /// allow it, else shard by shard with failures reported per shard
+    /// (refusing them would leave no way to change the schema).
+    BestEffort,
+}
 
 /// The schema and table holding commit decisions on coordinators.
 pub const COMMIT_LOG: &str = "shardproxy.commit_log";
@@ -103,10 +119,23 @@ impl Session {
         }
     }
 
-    /// Commits every part: two-phase when the shards allow it.
-    pub(super) async fn commit_all(&mut self, parts: &mut [Part]) -> Result<(), SqlError> {
-        if parts.len() == 1 || !self.twophase_possible(parts).await {
+    /// Commits every part: two-phase when the shards allow it. Where some
+    /// cannot prepare, `need` decides: [`Commit::BestEffort`] commits shard
+    /// by shard, anything else rolls every part back and refuses (0A000).
+    pub(super) async fn commit_all(
+        &mut self,
+        parts: &mut [Part],
+        need: Commit,
+    ) -> Result<(), SqlError> {
+        if parts.len() == 1 {
             return self.commit_each(parts).await;
+        }
+        if !self.twophase_possible(parts).await {
+            if need == Commit::BestEffort {
+                return self.commit_each(parts).await;
+            }
+            self.rollback_all(parts).await;
+            return Err(self.twophase_refusal_for(parts));
         }
         let coordinator = parts[0].lease.pool().name.clone();
         let gid = new_gid(&coordinator);
@@ -217,40 +246,92 @@ impl Session {
         Ok(())
     }
 
+    /// [`twophase_refusal`] naming those of `parts` that cannot prepare.
+    fn twophase_refusal_for(&self, parts: &[Part]) -> SqlError {
+        let names: Vec<&str> = parts
+            .iter()
+            .map(|p| p.lease.pool())
+            .filter(|p| p.twophase.load(Ordering::Relaxed) != TWOPHASE_YES)
+            .map(|p| p.name.as_str())
+            .collect();
+        twophase_refusal(&names)
+    }
+
     /// True when every part's shard allows prepared transactions (checked
-    /// once per pool) and has the commit log.
-    async fn twophase_possible(&mut self, parts: &mut [Part]) -> bool {
+    /// once per pool, see [`probe`]) and has the commit log.
+    pub(super) async fn twophase_possible(&mut self, parts: &mut [Part]) -> bool {
         for p in parts.iter_mut() {
-            let pool = p.lease.pool().clone();
-            match pool.twophase.load(Ordering::Relaxed) {
-                1 => continue,
-                2 => return false,
-                _ => {}
-            }
-            // Ask on a fresh connection: this backend is inside the statement's transaction.
-            let ok = match pool.connect_new().await {
-                Ok(mut be) => match be.query_rows("SHOW max_prepared_transactions").await {
-                    Ok(rows) => {
-                        let n: i64 = rows
-                            .first()
-                            .and_then(|r| r.first())
-                            .and_then(|v| v.as_deref())
-                            .and_then(|v| v.parse().ok())
-                            .unwrap_or(0);
-                        n > 0 && matches!(be.execute_silently(COMMIT_LOG_DDL).await, Ok(Ok(())))
-                    }
-                    Err(_) => false,
-                },
-                Err(_) => false,
-            };
-            pool.twophase
-                .store(if ok { 1 } else { 2 }, Ordering::Relaxed);
-            if !ok {
+            if !twophase_ready(p.lease.pool()).await {
                 return false;
             }
         }
         true
     }
+}
+
+/// Whether `pool`'s shard can take part in a two-phase commit: the answer
+/// of the last [`probe`] (at start, on reload), or a probe now when there
+/// has been none (or the shard could not be reached then).
+pub async fn twophase_ready(pool: &ShardPool) -> bool {
+    match pool.twophase.load(Ordering::Relaxed) {
+        TWOPHASE_YES => true,
+        TWOPHASE_NO => false,
+        _ => probe(pool).await == Some(true),
+    }
+}
+
+/// `pool.twophase`: not known yet (never probed, or the shard was down).
+pub const TWOPHASE_UNKNOWN: u8 = 0;
+/// `pool.twophase`: the shard prepares transactions and has the commit log.
+pub const TWOPHASE_YES: u8 = 1;
+/// `pool.twophase`: `max_prepared_transactions = 0` on the shard.
+pub const TWOPHASE_NO: u8 = 2;
+
+/// Asks the shard (on a fresh connection, outside any transaction) whether
+/// it allows prepared transactions, creates the commit log if it does, and
+/// records the answer in `pool.twophase`. None when the shard could not be
+/// asked (the answer stays unknown and is asked again when needed).
+pub async fn probe(pool: &ShardPool) -> Option<bool> {
+    let asked = async {
+        let mut be = pool.connect_new().await.ok()?;
+        be.query_rows("SHOW max_prepared_transactions")
+            .await
+            .ok()
+            .map(|rows| (be, rows))
+    };
+    let Some((mut be, rows)) = asked.await else {
+        pool.twophase.store(TWOPHASE_UNKNOWN, Ordering::Relaxed);
+        return None;
+    };
+    let n: i64 = rows
+        .first()
+        .and_then(|r| r.first())
+        .and_then(|v| v.as_deref())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let ok = n > 0 && matches!(be.execute_silently(COMMIT_LOG_DDL).await, Ok(Ok(())));
+    pool.twophase.store(
+        if ok { TWOPHASE_YES } else { TWOPHASE_NO },
+        Ordering::Relaxed,
+    );
+    Some(ok)
+}
+
+/// The refusal of a statement or transaction that would write on several
+/// shards when some of them cannot prepare transactions.
+pub fn twophase_refusal(shards: &[&str]) -> SqlError {
+    SqlError::new(
+        sqlstate::FEATURE_NOT_SUPPORTED,
+        format!(
+            "this transaction writes on several shards, which needs two-phase commit, and shard {} has max_prepared_transactions = 0",
+            shards
+                .iter()
+                .map(|s| format!("\"{s}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .with_hint("Set max_prepared_transactions (for example to 100, at least the number of concurrent transactions) on every shard and restart it; until then keep each transaction on one shard key.")
 }
 
 #[cfg(test)]

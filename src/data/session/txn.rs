@@ -7,6 +7,7 @@
 //! transaction is a two-phase commit over all of them; ROLLBACK rolls all back.
 
 use super::fanout::Part;
+use super::twophase::{twophase_ready, twophase_refusal, Commit};
 use super::{End, Session};
 use crate::data::codec::error::sqlstate;
 use crate::data::codec::{messages, SqlError};
@@ -84,6 +85,7 @@ impl Session {
             }
         }
         self.may_join(shard)?;
+        self.check_twophase_join(shard).await?;
         let isolation = match self.lease.as_mut() {
             Some(l) => l
                 .backend()
@@ -118,6 +120,30 @@ impl Session {
                 format!("BEGIN on shard \"{name}\" failed: {code} {msg}"),
             )),
             Err(e) => Err(SqlError::shard_unavailable(&name, e)),
+        }
+    }
+
+    /// Refuses (0A000) a join of `shard` to the open transaction when it or
+    /// a shard already in the transaction cannot prepare transactions: the
+    /// COMMIT could not be all-or-nothing.
+    async fn check_twophase_join(&self, shard: usize) -> Result<(), SqlError> {
+        let mut held: Vec<usize> = self.others.iter().map(|p| p.shard).collect();
+        if self.lease.is_some() {
+            held.push(self.lease_shard);
+        }
+        held.push(shard);
+        let mut cannot = Vec::new();
+        for s in held {
+            if let Some(pool) = self.rt.pools.get(s) {
+                if !twophase_ready(pool).await {
+                    cannot.push(pool.name.as_str());
+                }
+            }
+        }
+        if cannot.is_empty() {
+            Ok(())
+        } else {
+            Err(twophase_refusal(&cannot))
         }
     }
 
@@ -256,7 +282,7 @@ impl Session {
         parts.append(&mut self.others);
         let committing = commit && self.tx == b'T';
         let result = if committing {
-            self.commit_all(&mut parts).await
+            self.commit_all(&mut parts, Commit::Atomic).await
         } else {
             self.rollback_all(&mut parts).await;
             Ok(())

@@ -245,7 +245,8 @@ fn copy_from_stdin_splits_sharded_tables() {
                     null: "nil".into(),
                     quote: b'\'',
                     escape: b'\'',
-                    header: true
+                    header: true,
+                    binary: false,
                 }
             );
         }
@@ -268,10 +269,15 @@ fn copy_from_stdin_splits_sharded_tables() {
         ),
         t => panic!("{t:?}"),
     }
-    assert_refused(
+    for binary in [
         "COPY orders FROM STDIN WITH (FORMAT binary)",
-        "binary COPY FROM",
-    );
+        "COPY orders (total, customer_id) FROM STDIN BINARY",
+    ] {
+        match target(binary) {
+            Target::CopyIn(spec) => assert!(spec.format.binary, "{binary}"),
+            t => panic!("{binary}: {t:?}"),
+        }
+    }
     assert_refused("COPY orders FROM '/tmp/x'", "use COPY FROM STDIN");
     assert_refused(
         "COPY orders (id, total) FROM STDIN",
