@@ -34,6 +34,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub replicas: ReplicasConfig,
+    #[serde(default)]
+    pub merge: MergeConfig,
     /// Where the file was read from (not part of the TOML).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -234,6 +236,27 @@ pub struct MetricsConfig {
     pub listen: Option<String>,
 }
 
+/// `[merge]`: limits of the cross-shard merge.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeConfig {
+    /// Most memory one merge may hold for its groups or DISTINCT rows
+    /// (estimated); past it the query fails with 54000.
+    pub memory_limit_bytes: usize,
+    /// Most rows an inner query planned on its own (a CTE or subquery that
+    /// needs rows of several shards) may pass to the outer query.
+    pub subquery_row_limit: usize,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            memory_limit_bytes: 64 << 20,
+            subquery_row_limit: 10_000,
+        }
+    }
+}
+
 /// `[replicas]`: how reads use the shards' replicas and how their servers
 /// are watched (for shards with `replicas`).
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
@@ -365,6 +388,9 @@ impl Config {
         }
         if self.proxy.max_clients == 0 {
             return Err("proxy.max_clients: must be at least 1".into());
+        }
+        if self.merge.memory_limit_bytes < 1024 {
+            return Err("merge.memory_limit_bytes: must be at least 1024".into());
         }
         if self.pool.size == 0 {
             return Err("pool.size: must be at least 1".into());

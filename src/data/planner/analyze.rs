@@ -429,7 +429,41 @@ pub(crate) fn plan_select(q: &Query, cat: &dyn Catalog) -> StmtPlan {
     } else {
         StmtKind::Select
     };
-    finish(kind, target, an)
+    let select = kind == StmtKind::Select;
+    let mut p = finish(kind, target, an);
+    if select {
+        plan_distributed(q, &mut p);
+    }
+    p
+}
+
+/// Adds the distributed plan to a read that may span shards: every shard,
+/// or several keys (which may resolve to several shards at Bind). A read
+/// no merge can answer exactly is refused (every shard) or marked so that
+/// a multi-shard resolution refuses it (several keys).
+fn plan_distributed(q: &Query, p: &mut StmtPlan) {
+    let spans = match &p.target {
+        Target::AllShards(FanOut::Read) => true,
+        Target::Keyed { keys, .. } => keys.len() > 1,
+        _ => false,
+    };
+    let Some(merge) = p.merge.as_mut().filter(|_| spans) else {
+        return;
+    };
+    if merge.unsupported.is_some() {
+        return;
+    }
+    match super::distributed::plan(q, merge) {
+        Ok(d) => p.dist = d.map(|d| super::plan::DistRef(std::sync::Arc::new(d))),
+        Err(what) => {
+            let message =
+                format!("{what} is not supported across shards: this query reads several shards");
+            match p.target {
+                Target::AllShards(_) => p.target = refused(message),
+                _ => merge.unsupported = Some(what),
+            }
+        }
+    }
 }
 
 fn pin_occ(an: &mut Analyzer<'_>, occ: usize, keys: &[KeySource]) {

@@ -25,6 +25,7 @@ mod columns;
 mod copy;
 mod copy_binary;
 mod copy_split;
+mod distributed;
 mod dml;
 mod from;
 mod hints;
@@ -40,7 +41,6 @@ mod resolve;
 mod scope;
 mod session_state;
 mod setting_words;
-mod simple_agg;
 pub mod standard_strings;
 mod template_match;
 mod unparsed;
@@ -59,11 +59,13 @@ pub use catalog::{Catalog, KeyType, TableMeta};
 pub use columns::ColumnCache;
 pub use copy_binary::SIGNATURE as COPY_BINARY_SIGNATURE;
 pub use copy_split::{CopyDest, CopySplitter};
+pub use distributed::spec as dist;
+pub use distributed::DistPlan;
 pub use hints::extract_hint;
 pub use insert_split::{split_insert, InsertPart};
 pub use last_plan::LastPlan;
 pub use plan::{
-    AggKind, CopyFormat, CopySpec, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
+    CopyFormat, CopySpec, DistRef, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
     StmtPlan, Target,
 };
 pub use resolve::{

@@ -3,6 +3,7 @@
 //! names made global, statements the backend lacks prepared first, Close of
 //! a statement answered by the proxy), sent in one write and relayed back.
 
+use super::fanout::FanMode;
 use super::prepared::PreparedStmt;
 use super::relay::Expect;
 use super::route::Dispatch;
@@ -192,6 +193,10 @@ impl Session {
         let shard = match routed {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
+            Ok(Dispatch::Fan {
+                shards,
+                mode: FanMode::Merge(dist),
+            }) if sync => return Box::pin(self.merge_extended(batch, &shards, dist)).await,
             // A failed transaction answers 25P02 to everything: its backend does.
             Ok(Dispatch::Pipeline) if self.tx == b'E' && self.lease.is_some() => self.lease_shard,
             Ok(Dispatch::Fan { shards, mode }) if sync => {

@@ -19,6 +19,7 @@ mod deferred_begin;
 mod extended;
 mod fanout;
 mod fanout_ext;
+mod fanout_merge;
 mod pipeline;
 mod pipeline_relay;
 mod pipeline_wire;

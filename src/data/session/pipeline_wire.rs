@@ -181,7 +181,7 @@ impl Session {
                 let copies = match mode {
                     FanMode::Read | FanMode::Atomic | FanMode::Ddl => false,
                     FanMode::Copies => true,
-                    FanMode::Aggregate(_) | FanMode::Maintenance => {
+                    FanMode::Merge(_) | FanMode::Maintenance => {
                         return Ok(refuse(
                             "this statement reads every shard and needs its results merged; in a pipeline whose statements go to several shards it cannot be merged",
                             "Send it in a pipeline of its own (Sync before and after it).",

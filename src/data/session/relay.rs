@@ -304,12 +304,6 @@ impl Session {
                     swallowing = false;
                 }
                 t if completes_reply(t) => {
-                    if t == b'T' {
-                        // A simple aggregate fan-out keeps the types for its merge.
-                        if let Some(h) = self.fan_hold.as_mut().filter(|h| h.agg && !h.after) {
-                            h.row_desc = Some(BytesMut::from(bytes));
-                        }
-                    }
                     let swallow = match q.pop_front() {
                         Some(Expect::Reply { swallow, .. }) => swallow,
                         _ => false,
@@ -353,12 +347,6 @@ impl Session {
                             &mut h.copy_header_sent,
                             &mut self.out,
                         );
-                    }
-                }
-                // A simple aggregate fan-out merges the rows before they go out.
-                b'D' if self.fan_hold.as_ref().is_some_and(|h| h.agg && !h.after) => {
-                    if let Some(h) = self.fan_hold.as_mut() {
-                        h.rows.push(BytesMut::from(bytes));
                     }
                 }
                 b't' | b'D' | b'd' | b'c' | b'H' | b'G' => {
