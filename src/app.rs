@@ -103,6 +103,44 @@ pub fn check(c: &Config) -> Result<String, String> {
     Ok(explain(c))
 }
 
+/// The part of `shardproxy check` that asks the shards: whether the id
+/// sequences of sharded tables hand out ids unique across shards (see
+/// [`crate::control::unique_ids`]). Shards that cannot be reached are named.
+pub async fn check_shards(c: &Config) -> String {
+    use crate::control::unique_ids::{report, survey, Cluster};
+    let mut s = format!(
+        "id sequences of sharded tables (sharding.unique_ids = {}, id_stride {}):\n",
+        c.sharding.unique_ids, c.sharding.id_stride
+    );
+    let rows = match Cluster::of_config(c) {
+        Ok(cluster) => report(&survey(&cluster).await, c.sharding.id_stride),
+        Err(e) => return format!("{s}  {e}\n"),
+    };
+    if rows.is_empty() {
+        s.push_str("  none (no serial, bigserial or identity columns on sharded tables)\n");
+    }
+    let mut collide = false;
+    for [table, column, shard, slot, increment, next, status] in rows {
+        if table.is_empty() {
+            s.push_str(&format!("  shard {shard}: {status}\n"));
+            continue;
+        }
+        collide |= status != "ok";
+        s.push_str(&format!(
+            "  {table}.{column} on {shard} (slot {}): increment {increment}, next {next}: {status}\n",
+            if slot.is_empty() { "-" } else { &slot }
+        ));
+    }
+    if collide {
+        s.push_str(if c.sharding.unique_ids {
+            "  these would hand out one id on several shards: the proxy interleaves them when it starts (or run FIX SEQUENCES in the admin console)\n"
+        } else {
+            "  these hand out one id on several shards (sharding.unique_ids = false: the proxy leaves them)\n"
+        });
+    }
+    s
+}
+
 /// A readable summary of a valid config.
 pub fn explain(c: &Config) -> String {
     let mut s = String::new();

@@ -34,6 +34,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     #[serde(default)]
     pub replicas: ReplicasConfig,
+    #[serde(default)]
+    pub merge: MergeConfig,
     /// Where the file was read from (not part of the TOML).
     #[serde(skip)]
     pub source: Option<PathBuf>,
@@ -195,6 +197,13 @@ pub struct ShardingConfig {
     pub vnodes: usize,
     /// Optional file holding the persisted shard map (intervals, lookups, epoch).
     pub map_file: Option<PathBuf>,
+    /// Keep serial/bigserial/identity ids of sharded tables unique across
+    /// shards by interleaving each shard's sequences (see
+    /// `control/unique_ids.rs`); false only reports tables whose ids collide.
+    pub unique_ids: bool,
+    /// The interleave: every shard's sequences count by this much, each from
+    /// its own slot (so at most this many shards, ever, at one time).
+    pub id_stride: u32,
 }
 
 impl Default for ShardingConfig {
@@ -202,6 +211,8 @@ impl Default for ShardingConfig {
         ShardingConfig {
             vnodes: 256,
             map_file: None,
+            unique_ids: true,
+            id_stride: 64,
         }
     }
 }
@@ -223,6 +234,27 @@ pub struct LookupConfig {
 pub struct MetricsConfig {
     /// `host:port` to serve `/metrics` on; unset disables the endpoint.
     pub listen: Option<String>,
+}
+
+/// `[merge]`: limits of the cross-shard merge.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MergeConfig {
+    /// Most memory one merge may hold for its groups or DISTINCT rows
+    /// (estimated); past it the query fails with 54000.
+    pub memory_limit_bytes: usize,
+    /// Most rows an inner query planned on its own (a CTE or subquery that
+    /// needs rows of several shards) may pass to the outer query.
+    pub subquery_row_limit: usize,
+}
+
+impl Default for MergeConfig {
+    fn default() -> Self {
+        MergeConfig {
+            memory_limit_bytes: 64 << 20,
+            subquery_row_limit: 10_000,
+        }
+    }
 }
 
 /// `[replicas]`: how reads use the shards' replicas and how their servers
@@ -357,6 +389,9 @@ impl Config {
         if self.proxy.max_clients == 0 {
             return Err("proxy.max_clients: must be at least 1".into());
         }
+        if self.merge.memory_limit_bytes < 1024 {
+            return Err("merge.memory_limit_bytes: must be at least 1024".into());
+        }
         if self.pool.size == 0 {
             return Err("pool.size: must be at least 1".into());
         }
@@ -365,6 +400,19 @@ impl Config {
         }
         if self.sharding.vnodes == 0 {
             return Err("sharding.vnodes: must be at least 1".into());
+        }
+        if !(2..=65536).contains(&self.sharding.id_stride) {
+            return Err(format!(
+                "sharding.id_stride: {} is not between 2 and 65536",
+                self.sharding.id_stride
+            ));
+        }
+        if self.sharding.id_stride < self.shards.len() as u32 {
+            return Err(format!(
+                "sharding.id_stride: {} is less than the number of shards ({}): each shard needs its own id slot",
+                self.sharding.id_stride,
+                self.shards.len()
+            ));
         }
         if self.shards.is_empty() {
             return Err("shards: at least one [[shards]] entry is needed".into());

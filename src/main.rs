@@ -31,7 +31,7 @@ enum Command {
     /// Start local Postgres shards with a demo shop schema and serve in front of them.
     Demo {
         /// Number of shards to start.
-        #[arg(long, default_value_t = 2)]
+        #[arg(long, default_value_t = 3)]
         shards: usize,
         /// Port the proxy listens on.
         #[arg(long, default_value_t = 6432)]
@@ -40,6 +40,9 @@ enum Command {
         #[arg(long, default_value = "shardproxy-demo")]
         data_dir: PathBuf,
     },
+    /// Drive a workload against a Postgres URL (shardproxy, pgbouncer or
+    /// Postgres) and report throughput, latency and per-shard load.
+    Bench(shardproxy::bench::BenchArgs),
     /// Plan a change to the shard map without applying it.
     Plan {
         #[command(subcommand)]
@@ -70,14 +73,23 @@ fn main() -> ExitCode {
         Command::Serve { config } => Config::load(&config)
             .map_err(|e| e.to_string())
             .and_then(|c| run_async(shardproxy::app::serve(c))),
-        Command::Check { config } => Config::load(&config)
-            .map_err(|e| e.to_string())
-            .and_then(|c| shardproxy::app::check(&c).map(|s| print!("{s}"))),
+        Command::Check { config } => {
+            Config::load(&config)
+                .map_err(|e| e.to_string())
+                .and_then(|c| {
+                    print!("{}", shardproxy::app::check(&c)?);
+                    run_async(async move {
+                        print!("{}", shardproxy::app::check_shards(&c).await);
+                        Ok(())
+                    })
+                })
+        }
         Command::Demo {
             shards,
             port,
             data_dir,
         } => run_async(shardproxy::app::demo(shards, port, data_dir)),
+        Command::Bench(args) => run_bench(&args),
         Command::Plan {
             plan: PlanCommand::AddShard { config, name },
         } => Config::load(&config)
@@ -102,4 +114,20 @@ fn run_async<F: std::future::Future<Output = Result<(), String>>>(f: F) -> Resul
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))?
         .block_on(f)
+}
+
+/// `shardproxy bench` runs on a multi-threaded runtime (one thread per core
+/// unless --threads says otherwise), so it is not its own bottleneck.
+fn run_bench(args: &shardproxy::bench::BenchArgs) -> Result<(), String> {
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = args.threads {
+        rt.worker_threads(n.max(1));
+    }
+    let report = rt
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?
+        .block_on(shardproxy::bench::run(args))?;
+    print!("{}", shardproxy::bench::report::table(&report));
+    Ok(())
 }

@@ -253,6 +253,26 @@ async fn tokio_postgres_writes(c: &tokio_postgres::Client) -> i64 {
         .collect();
     assert_eq!(back, ids, "RETURNING in VALUES order");
 
+    // Binary COPY TO through the extended protocol, from every shard.
+    let stream = c
+        .copy_out("copy (select id, v from tp_rows) to stdout (format binary)")
+        .await
+        .unwrap();
+    let rows =
+        tokio_postgres::binary_copy::BinaryCopyOutStream::new(stream, &[Type::INT8, Type::TEXT]);
+    let mut rows = std::pin::pin!(rows);
+    let mut ids = Vec::new();
+    while let Some(r) = futures_util::StreamExt::next(&mut rows).await {
+        ids.push(r.unwrap().get::<i64>(0));
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        690,
+        "binary COPY TO: one stream of every shard's rows"
+    );
+
     c.batch_execute("begin").await.unwrap();
     c.execute(&ins, &[&4000i64, &"failing"]).await.unwrap();
     let e = c.execute(&ins, &[&0i64, &"dup"]).await.unwrap_err();

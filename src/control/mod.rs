@@ -7,3 +7,4 @@ pub mod cluster;
 pub mod conn;
 pub mod shard_checks;
 pub mod twophase;
+pub mod unique_ids;

@@ -327,7 +327,7 @@ async fn run(c: &Client, sql: &str) -> Result<(), String> {
 }
 
 /// A shard call bounded by [`SHARD_TIMEOUT`], its error as text.
-async fn timed<T, E: std::fmt::Display>(
+pub(crate) async fn timed<T, E: std::fmt::Display>(
     f: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, String> {
     match tokio::time::timeout(SHARD_TIMEOUT, f).await {

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod merge_data;
 pub mod proxy;
 pub mod slow_cancels;
 
@@ -45,7 +46,8 @@ pub fn temp_cluster() -> TempCluster {
     temp_cluster_with(&ClusterOptions::default())
 }
 
-/// [`temp_cluster`] with extra settings or pg_hba.conf lines.
+/// [`temp_cluster`] with extra settings, pg_hba.conf lines or an ICU
+/// default collation.
 pub fn temp_cluster_with(opts: &ClusterOptions) -> TempCluster {
     let dir = temp_dir();
     let data = dir.path().join("data");
@@ -116,7 +118,17 @@ pub fn temp_replica(primary: &LocalCluster) -> TempCluster {
 
 /// Starts `n` clusters in parallel threads.
 pub fn temp_clusters(n: usize) -> Vec<TempCluster> {
-    let handles: Vec<_> = (0..n).map(|_| std::thread::spawn(temp_cluster)).collect();
+    temp_clusters_with(n, &ClusterOptions::default())
+}
+
+/// [`temp_clusters`] with options.
+pub fn temp_clusters_with(n: usize, opts: &ClusterOptions) -> Vec<TempCluster> {
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let o = opts.clone();
+            std::thread::spawn(move || temp_cluster_with(&o))
+        })
+        .collect();
     handles
         .into_iter()
         .map(|h| h.join().expect("cluster start thread panicked"))

@@ -5,8 +5,8 @@
 
 #![allow(dead_code)]
 
-use super::{temp_clusters, temp_dir, TempCluster};
-use shardproxy::control::cluster::free_port;
+use super::{temp_clusters_with, temp_dir, TempCluster};
+use shardproxy::control::cluster::{free_port, ClusterOptions};
 use shardproxy::data::router::{KeyValue, ShardMap};
 use shardproxy::runtime::Proxy;
 use std::path::PathBuf;
@@ -64,14 +64,38 @@ impl Routed {
         .await
     }
 
+    /// [`Routed::start`] with cluster options (every shard and the oracle),
+    /// e.g. an ICU default collation.
+    pub async fn start_opts(
+        n: usize,
+        oracle: bool,
+        two_pc: bool,
+        tables: &str,
+        opts: ClusterOptions,
+    ) -> Routed {
+        Routed::start_inner(n, oracle, opts, |port, urls| {
+            config_text(port, urls, two_pc, tables)
+        })
+        .await
+    }
+
     /// Starts the clusters and serves the config `text(port, shard urls)`.
     pub async fn start_with(
         n: usize,
         oracle: bool,
         text: impl FnOnce(u16, &[String]) -> String,
     ) -> Routed {
+        Routed::start_inner(n, oracle, ClusterOptions::default(), text).await
+    }
+
+    async fn start_inner(
+        n: usize,
+        oracle: bool,
+        opts: ClusterOptions,
+        text: impl FnOnce(u16, &[String]) -> String,
+    ) -> Routed {
         let mut clusters =
-            tokio::task::spawn_blocking(move || temp_clusters(n + usize::from(oracle)))
+            tokio::task::spawn_blocking(move || temp_clusters_with(n + usize::from(oracle), &opts))
                 .await
                 .unwrap();
         let oracle = oracle.then(|| clusters.pop().unwrap());
@@ -268,6 +292,21 @@ pub async fn text_param_query(
     sql: &str,
     params: &[Option<&str>],
 ) -> Vec<Vec<Option<String>>> {
+    extended_text(port, APP_USER, APP_PW, sql, params)
+        .await
+        .unwrap_or_else(|(code, msg)| panic!("{sql}: C={code} {msg}"))
+}
+
+/// Parse (no parameter types), Bind with text parameters and text results,
+/// Execute, Sync, as `user` (SCRAM with `password`, or trust); the rows as
+/// text, or the ErrorResponse's SQLSTATE and message.
+pub async fn extended_text(
+    port: u16,
+    user: &str,
+    password: &str,
+    sql: &str,
+    params: &[Option<&str>],
+) -> Result<Vec<Vec<Option<String>>>, (String, String)> {
     use bytes::BytesMut;
     use fallible_iterator::FallibleIterator;
     use postgres_protocol::authentication::sasl::{ChannelBinding, ScramSha256};
@@ -279,10 +318,11 @@ pub async fn text_param_query(
         .await
         .unwrap();
     let mut out = BytesMut::new();
-    frontend::startup_message([("user", APP_USER), ("database", "postgres")], &mut out).unwrap();
+    frontend::startup_message([("user", user), ("database", "postgres")], &mut out).unwrap();
     let mut inb = BytesMut::new();
     let mut scram: Option<ScramSha256> = None;
     let mut rows = Vec::new();
+    let mut error = None;
     let mut sent_query = false;
     loop {
         if !out.is_empty() {
@@ -294,11 +334,11 @@ pub async fn text_param_query(
                 break m;
             }
             let n = s.read_buf(&mut inb).await.unwrap();
-            assert!(n > 0, "proxy closed the connection");
+            assert!(n > 0, "server closed the connection");
         };
         match msg {
             Message::AuthenticationSasl(_) => {
-                let sc = ScramSha256::new(APP_PW.as_bytes(), ChannelBinding::unsupported());
+                let sc = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
                 frontend::sasl_initial_response("SCRAM-SHA-256", sc.message(), &mut out).unwrap();
                 scram = Some(sc);
             }
@@ -347,15 +387,19 @@ pub async fn text_param_query(
             }
             Message::ErrorResponse(body) => {
                 let mut fields = body.fields();
-                let mut text = String::new();
+                let (mut code, mut text) = (String::new(), String::new());
                 while let Some(f) = fields.next().unwrap() {
-                    text.push_str(&format!(
-                        "{}={} ",
-                        f.type_() as char,
-                        String::from_utf8_lossy(f.value_bytes())
-                    ));
+                    let v = String::from_utf8_lossy(f.value_bytes()).into_owned();
+                    match f.type_() {
+                        b'C' => code = v,
+                        b'M' => text = v,
+                        _ => {}
+                    }
                 }
-                panic!("{sql}: {text}");
+                if !sent_query {
+                    return Err((code, text));
+                }
+                error.get_or_insert((code, text));
             }
             _ => {}
         }
@@ -363,7 +407,10 @@ pub async fn text_param_query(
     let mut bye = BytesMut::new();
     frontend::terminate(&mut bye);
     let _ = s.write_all(&bye).await;
-    rows
+    match error {
+        Some(e) => Err(e),
+        None => Ok(rows),
+    }
 }
 
 /// Runs one statement with the simple protocol; returns its row count.
@@ -378,4 +425,24 @@ pub async fn exec_simple(c: &tokio_postgres::Client, sql: &str) -> u64 {
             _ => None,
         })
         .sum()
+}
+
+/// Any column as its raw binary bytes (for comparing binary results).
+pub struct RawValue(pub Option<Vec<u8>>);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for RawValue {
+    fn from_sql(
+        _: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawValue(Some(raw.to_vec())))
+    }
+    fn from_sql_null(
+        _: &tokio_postgres::types::Type,
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(RawValue(None))
+    }
+    fn accepts(_: &tokio_postgres::types::Type) -> bool {
+        true
+    }
 }

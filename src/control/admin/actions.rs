@@ -57,3 +57,41 @@ pub fn shutdown(proxy: &Proxy) -> Reply {
         ),
     }
 }
+
+/// `SHOW SEQUENCES`: every id sequence of a sharded table on every shard
+/// (see [`crate::control::unique_ids`]).
+pub async fn show_sequences(rt: &crate::runtime::Runtime) -> super::show::ResultSet {
+    use crate::control::unique_ids::{report, survey, Cluster, REPORT_COLUMNS};
+    let mut r = super::show::ResultSet::new(REPORT_COLUMNS);
+    let shards = survey(&Cluster::of_runtime(rt)).await;
+    for row in report(&shards, rt.config.sharding.id_stride) {
+        r.push(row);
+    }
+    r
+}
+
+/// `FIX SEQUENCES`: slots for shards without one, interleaved sequences
+/// where they collide; the changes come back as a NOTICE.
+pub async fn fix_sequences(rt: &crate::runtime::Runtime) -> Result<Reply, SqlError> {
+    let cluster = crate::control::unique_ids::Cluster::of_runtime(rt);
+    match crate::control::unique_ids::interleave(&cluster).await {
+        Ok(changes) => {
+            for c in &changes {
+                tracing::info!("admin console FIX SEQUENCES: {c}");
+            }
+            Ok(Reply::Done {
+                tag: "FIX SEQUENCES",
+                notice: Some(if changes.is_empty() {
+                    "every sequence already hands out ids unique across shards".into()
+                } else {
+                    changes.join("\n")
+                }),
+            })
+        }
+        Err(why) => Err(SqlError::new(
+            OBJECT_NOT_IN_PREREQUISITE_STATE,
+            format!("sequences not fixed: {why}"),
+        )
+        .with_hint("Every shard must be reachable; run FIX SEQUENCES again then.")),
+    }
+}

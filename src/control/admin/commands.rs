@@ -21,6 +21,8 @@ pub enum Command {
     ShowVersion,
     ShowShardmap,
     ShowRoute { table: String, key: String },
+    ShowSequences,
+    FixSequences,
     ShowHot,
     ShowAdvice,
     Reload,
@@ -109,6 +111,18 @@ pub const COMMANDS: &[Spec] = &[
             Ok([table, key]) => Ok(Command::ShowRoute { table, key }),
             Err(_) => Err("takes a table name and a key".into()),
         },
+    },
+    Spec {
+        words: &["SHOW", "SEQUENCES"],
+        args: "",
+        about: "id sequences of sharded tables per shard: slot, increment, next value, ok or why they collide",
+        build: |a| no_args(a, Command::ShowSequences),
+    },
+    Spec {
+        words: &["FIX", "SEQUENCES"],
+        args: "",
+        about: "give every shard an id slot and interleave the sequences that collide (needs every shard up)",
+        build: |a| no_args(a, Command::FixSequences),
     },
     Spec {
         words: &["SHOW", "HOT"],

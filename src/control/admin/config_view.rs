@@ -16,7 +16,7 @@ use toml::Value;
 /// other section follows in name order.
 const SECTION_ORDER: &[&str] = &[
     "proxy", "admin", "users", "pool", "shards", "replicas", "tables", "sharding", "lookup", "hot",
-    "metrics",
+    "metrics", "merge",
 ];
 
 /// What a masked password reads as.
@@ -200,11 +200,11 @@ listen = "127.0.0.1:9100"
         assert_eq!(get("users[0].password"), None);
         let all = format!("{:?}", r.rows);
         assert!(!all.contains("secret"), "{all}");
-        // Sections in file order: proxy first, metrics last.
+        // Sections in file order: proxy first, merge last.
         assert!(r.rows[0][0].as_deref().unwrap().starts_with("proxy."));
         assert!(r.rows.last().unwrap()[0]
             .as_deref()
             .unwrap()
-            .starts_with("metrics."));
+            .starts_with("merge."));
     }
 }

@@ -83,6 +83,8 @@ async fn execute(proxy: &Arc<Proxy>, cmd: Command) -> Result<Reply, SqlError> {
         Command::ShowVersion => Reply::Rows(show::version()),
         Command::ShowShardmap => Reply::Rows(routing::shardmap(&rt.map)),
         Command::ShowRoute { table, key } => Reply::Rows(routing::route(&rt.map, &table, &key)?),
+        Command::ShowSequences => Reply::Rows(actions::show_sequences(&rt).await),
+        Command::FixSequences => return actions::fix_sequences(&rt).await,
         Command::ShowHot => Reply::Rows(hot::show_hot(
             &proxy.load.snapshot(&rt.map),
             &rt.map,

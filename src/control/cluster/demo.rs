@@ -36,7 +36,7 @@ pub struct DemoOptions {
 impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
-            shards: 2,
+            shards: 3,
             port: 6432,
             data_dir: PathBuf::from("./shardproxy-demo"),
         }
@@ -205,7 +205,13 @@ pub(crate) fn config_text(port: u16, shard_ports: &[u16]) -> String {
             "[[tables]]\nname = \"{t}\"\nshard_key = \"customer_id\"\nkey_type = \"bigint\"\ncolocation = \"customer\"\n\n"
         ));
     }
-    s.push_str("[[tables]]\nname = \"products\"\nreference = true\n");
+    s.push_str("[[tables]]\nname = \"products\"\nreference = true\n\n");
+    s.push_str("# The tables of `shardproxy bench --init`.\n");
+    for t in ["bench_kv", "bench_log"] {
+        s.push_str(&format!(
+            "[[tables]]\nname = \"{t}\"\nshard_key = \"k\"\nkey_type = \"bigint\"\ncolocation = \"bench\"\n\n"
+        ));
+    }
     s
 }
 

@@ -27,6 +27,9 @@ pub struct ClusterOptions {
     pub durable: bool,
     /// Extra `postgresql.conf` settings, written after ours (so they win).
     pub settings: Vec<(String, String)>,
+    /// The ICU locale of the database default collation (initdb
+    /// `--locale-provider=icu --icu-locale=…`); None is the C locale.
+    pub icu_locale: Option<String>,
     /// `pg_hba.conf` lines put before the template's (first match wins), e.g.
     /// `hostssl all certuser 127.0.0.1/32 cert`.
     pub hba: Vec<String>,
@@ -37,6 +40,14 @@ impl ClusterOptions {
     pub fn durable() -> Self {
         ClusterOptions {
             durable: true,
+            ..ClusterOptions::default()
+        }
+    }
+
+    /// A throwaway cluster whose default collation is ICU `locale`.
+    pub fn icu(locale: &str) -> Self {
+        ClusterOptions {
+            icu_locale: Some(locale.to_string()),
             ..ClusterOptions::default()
         }
     }
@@ -80,7 +91,7 @@ impl LocalCluster {
         process::check_pg_user()?;
         let data_dir = absolute(data_dir)?;
         if !data_dir.join("PG_VERSION").exists() {
-            let tpl = template::ensure_template(&bin)?;
+            let tpl = template::ensure_template(&bin, opts.icu_locale.as_deref())?;
             template::copy_template(&tpl, &data_dir)?;
         }
         let mut cluster = LocalCluster {

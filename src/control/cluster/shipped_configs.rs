@@ -88,8 +88,11 @@ fn example_documents_every_key() {
 #[test]
 fn demo_toml_is_what_the_demo_generates() {
     let shipped = Config::load(&shardmap("demo.toml")).unwrap();
-    let generated =
-        Config::parse(&super::demo::config_text(6432, &[6433, 6434]), "generated").unwrap();
+    let generated = Config::parse(
+        &super::demo::config_text(6432, &[6433, 6434, 6435]),
+        "generated",
+    )
+    .unwrap();
     assert_eq!(
         Config {
             source: None,

@@ -94,10 +94,24 @@ pub fn pg_version(bin: &Path) -> Result<String, String> {
         })
 }
 
-/// The ready-made template data directory for `bin`, creating it when missing.
-pub fn ensure_template(bin: &Path) -> Result<PathBuf, String> {
+/// The ready-made template data directory for `bin`, creating it when
+/// missing: default collation the C locale, or the ICU locale `icu` (a
+/// template of its own).
+pub fn ensure_template(bin: &Path, icu: Option<&str>) -> Result<PathBuf, String> {
     let version = pg_version(bin)?;
-    let base = format!("shardproxy-initdb-template-{version}-{}", process::uid());
+    if let Some(l) = icu {
+        if !l
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(format!("unexpected ICU locale name {l:?}"));
+        }
+    }
+    let variant = icu.map(|l| format!("-icu-{l}")).unwrap_or_default();
+    let base = format!(
+        "shardproxy-initdb-template-{version}{variant}-{}",
+        process::uid()
+    );
     let template = Path::new("/tmp").join(&base);
     if template.join("PG_VERSION").exists() {
         return Ok(template);
@@ -119,7 +133,7 @@ pub fn ensure_template(bin: &Path) -> Result<PathBuf, String> {
     process::check_pg_user()?;
     let scratch = Path::new("/tmp").join(format!("{base}.tmp-{}", std::process::id()));
     let _ = fs::remove_dir_all(&scratch);
-    let result = build(bin, &scratch).and_then(|()| {
+    let result = build(bin, &scratch, icu).and_then(|()| {
         fs::rename(&scratch, &template)
             .map_err(|e| format!("cannot rename {} into place: {e}", scratch.display()))
     });
@@ -129,17 +143,20 @@ pub fn ensure_template(bin: &Path) -> Result<PathBuf, String> {
     result.map(|()| template)
 }
 
-/// Runs initdb into `dir` (which /tmp lets the postgres user create) and adds
-/// the include line for per-cluster settings.
-fn build(bin: &Path, dir: &Path) -> Result<(), String> {
-    process::run(
-        pg_command(&bin.join("initdb"))
-            .args(["-N", "--auth=trust", "-U", "postgres", "-E", "UTF8"])
-            .arg("--locale=C")
-            .arg("-D")
-            .arg(dir),
-        "initdb",
-    )?;
+/// Runs initdb into `dir` (which /tmp lets the postgres user create), with
+/// an ICU default collation when `icu` names a locale, and adds the include
+/// line for per-cluster settings.
+fn build(bin: &Path, dir: &Path, icu: Option<&str>) -> Result<(), String> {
+    let mut initdb = pg_command(&bin.join("initdb"));
+    initdb
+        .args(["-N", "--auth=trust", "-U", "postgres", "-E", "UTF8"])
+        .arg("--locale=C");
+    if let Some(l) = icu {
+        initdb
+            .arg("--locale-provider=icu")
+            .arg(format!("--icu-locale={l}"));
+    }
+    process::run(initdb.arg("-D").arg(dir), "initdb")?;
     let conf = dir.join("postgresql.conf");
     let mut text =
         fs::read_to_string(&conf).map_err(|e| format!("cannot read {}: {e}", conf.display()))?;

@@ -196,6 +196,28 @@ impl<'a> BindMsg<'a> {
         Ok((BindParams { formats, values }, c.buf))
     }
 
+    /// The result format codes (after the parameters).
+    pub fn result_formats(&self) -> Result<Vec<i16>, MalformedMessage> {
+        let mut c = Cursor {
+            buf: self.rest,
+            what: "Bind",
+        };
+        let nf = c.i16()?.max(0);
+        c.bytes(nf as usize * 2)?;
+        let np = c.i16()?.max(0);
+        for _ in 0..np {
+            let len = c.i32()?;
+            if len > 0 {
+                c.bytes(len as usize)?;
+            }
+        }
+        let nr = c.i16()?;
+        if nr < 0 {
+            return Err(bad("Bind", "negative result format count"));
+        }
+        (0..nr).map(|_| c.i16()).collect()
+    }
+
     /// Encodes this Bind against another statement name.
     pub fn encode_renamed(&self, statement: &str, out: &mut BytesMut) {
         let len = 4 + self.portal.len() + 1 + statement.len() + 1 + self.rest.len();

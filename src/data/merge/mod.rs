@@ -1,8 +1,18 @@
-//! Cross-shard merge of fan-out read results. Today: simple aggregates
-//! (`count`, `sum`, `min`, `max` without GROUP BY), combined from each
-//! shard's single row into the one row Postgres would return.
+//! Cross-shard merge of fan-out read results: typed decoding of the columns
+//! a merge needs, comparison by type and collation, and the operators the
+//! distributed planner's merge plans are made of.
 
-pub mod aggregate;
-pub mod decimal;
-
-pub use aggregate::{merge_aggregate_rows, Column};
+pub mod agg_state;
+pub mod collation;
+pub mod compare;
+pub mod datarow;
+pub mod eval;
+pub mod exec;
+pub mod float_text;
+pub mod group;
+pub mod layout;
+pub mod numeric;
+pub mod request;
+pub mod row_merge;
+pub mod types;
+pub mod value;

@@ -429,7 +429,41 @@ pub(crate) fn plan_select(q: &Query, cat: &dyn Catalog) -> StmtPlan {
     } else {
         StmtKind::Select
     };
-    finish(kind, target, an)
+    let select = kind == StmtKind::Select;
+    let mut p = finish(kind, target, an);
+    if select {
+        plan_distributed(q, &mut p);
+    }
+    p
+}
+
+/// Adds the distributed plan to a read that may span shards: every shard,
+/// or several keys (which may resolve to several shards at Bind). A read
+/// no merge can answer exactly is refused (every shard) or marked so that
+/// a multi-shard resolution refuses it (several keys).
+fn plan_distributed(q: &Query, p: &mut StmtPlan) {
+    let spans = match &p.target {
+        Target::AllShards(FanOut::Read) => true,
+        Target::Keyed { keys, .. } => keys.len() > 1,
+        _ => false,
+    };
+    let Some(merge) = p.merge.as_mut().filter(|_| spans) else {
+        return;
+    };
+    if merge.unsupported.is_some() {
+        return;
+    }
+    match super::distributed::plan(q, merge) {
+        Ok(d) => p.dist = d.map(|d| super::plan::DistRef(std::sync::Arc::new(d))),
+        Err(what) => {
+            let message =
+                format!("{what} is not supported across shards: this query reads several shards");
+            match p.target {
+                Target::AllShards(_) => p.target = refused(message),
+                _ => merge.unsupported = Some(what),
+            }
+        }
+    }
 }
 
 fn pin_occ(an: &mut Analyzer<'_>, occ: usize, keys: &[KeySource]) {
@@ -442,7 +476,19 @@ fn pin_occ(an: &mut Analyzer<'_>, occ: usize, keys: &[KeySource]) {
 }
 
 /// INSERT / UPDATE / DELETE.
-fn dml_plan(kind: StmtKind, facts: DmlFacts, mut an: Analyzer<'_>) -> StmtPlan {
+fn dml_plan(kind: StmtKind, facts: DmlFacts, an: Analyzer<'_>) -> StmtPlan {
+    let needs_columns = match &facts.rows {
+        Some(InsertRows::NeedsColumns(t)) => Some(t.clone()),
+        _ => None,
+    };
+    let implicit_columns = facts.implicit_columns.clone();
+    let mut p = dml_target(kind, facts, an);
+    p.needs_columns = needs_columns;
+    p.implicit_columns = implicit_columns;
+    p
+}
+
+fn dml_target(kind: StmtKind, facts: DmlFacts, mut an: Analyzer<'_>) -> StmtPlan {
     if let Some(r) = &an.refusal {
         let t = refused(r.clone());
         return finish(kind, t, an);
@@ -453,6 +499,14 @@ fn dml_plan(kind: StmtKind, facts: DmlFacts, mut an: Analyzer<'_>) -> StmtPlan {
             let (table, key) = (an.occs[occ].table.clone(), an.occs[occ].key.clone());
             match &facts.rows {
                 Some(InsertRows::Refused(m)) => refused(m.clone()),
+                // Shown only when the columns cannot be learnt, or the
+                // values outnumber them.
+                Some(InsertRows::NeedsColumns(_)) => Target::Refused {
+                    sqlstate: "42601",
+                    message: format!(
+                        "INSERT has more expressions than target columns (table \"{table}\" as the shards describe it)"
+                    ),
+                },
                 Some(InsertRows::Select) => refused(format!(
                     "INSERT … SELECT into sharded table \"{table}\" is not supported: each row \
                      must be routed by its shard key (use INSERT … VALUES or COPY)"

@@ -76,10 +76,23 @@ impl PlanCache {
     }
 
     pub fn insert(&self, sql: &str, plan: Arc<Plan>) {
+        self.put(sql, plan, false);
+    }
+
+    /// Like [`PlanCache::insert`], but a plan already cached for `sql` is
+    /// replaced (it was made from column orders that changed since).
+    pub fn replace(&self, sql: &str, plan: Arc<Plan>) {
+        self.put(sql, plan, true);
+    }
+
+    fn put(&self, sql: &str, plan: Arc<Plan>, replace: bool) {
         let (hash, shard) = self.shard(sql);
         let mut guard = shard.write().unwrap_or_else(|e| e.into_inner());
         let shard = &mut *guard;
-        if shard.find(hash, sql).is_some() {
+        if let Some(i) = shard.find(hash, sql) {
+            if replace {
+                shard.slots[i].plan = plan;
+            }
             return;
         }
         let slot = Slot {

@@ -24,6 +24,27 @@ pub struct TableMeta<'a> {
 /// `schema.table` first, then the bare table name for the `public` schema.
 pub trait Catalog: Send + Sync {
     fn table(&self, name: &str) -> Option<TableMeta<'_>>;
+
+    /// A table's columns in order, when known (see [`super::ColumnCache`]).
+    fn columns(&self, _table: &str) -> Option<std::sync::Arc<[String]>> {
+        None
+    }
+}
+
+/// A catalog with the column orders the session learnt from the shards.
+pub(crate) struct WithColumns<'a> {
+    pub tables: &'a dyn Catalog,
+    pub columns: &'a super::ColumnCache,
+}
+
+impl Catalog for WithColumns<'_> {
+    fn table(&self, name: &str) -> Option<TableMeta<'_>> {
+        self.tables.table(name)
+    }
+
+    fn columns(&self, table: &str) -> Option<std::sync::Arc<[String]>> {
+        self.columns.get(table)
+    }
 }
 
 impl Catalog for ShardMap {

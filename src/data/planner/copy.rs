@@ -96,10 +96,24 @@ pub(crate) fn plan_copy(
     } else {
         StmtKind::CopyFrom
     };
+    // Each shard's COPY … TO (HEADER) would start with its own header line.
+    let header = to && copy_format(options, legacy).is_ok_and(|f| f.header);
+    let header_refusal = || {
+        refused(
+            "COPY … TO with HEADER across shards is not supported: every shard would send its own header line"
+                .into(),
+        )
+    };
     let (table_name, columns) = match source {
         CopySource::Query(q) => {
             let mut p = query_plan(q);
             p.kind = kind;
+            let multi = matches!(&p.target, Target::AllShards(_))
+                || matches!(&p.target, Target::Keyed { keys, .. } if keys.len() > 1);
+            if header && multi {
+                p.target = header_refusal();
+                return p;
+            }
             // COPY output is concatenated, never merged.
             if let (Target::AllShards(_) | Target::Keyed { .. }, Some(m)) = (&p.target, &p.merge) {
                 let needs_merge = !m.order_by.is_empty()
@@ -145,9 +159,13 @@ pub(crate) fn plan_copy(
     };
     plan.group = Some(meta.group);
     if to {
-        // Each shard's rows, concatenated (with HEADER, every shard sends one:
-        // the session keeps the first).
-        plan.target = Target::AllShards(FanOut::Read);
+        // Each shard's rows, concatenated (binary: one header and trailer
+        // for all, see `session/copy_out.rs`).
+        plan.target = if header {
+            header_refusal()
+        } else {
+            Target::AllShards(FanOut::Read)
+        };
         return plan;
     }
     if !matches!(target, CopyTarget::Stdin) {

@@ -40,6 +40,10 @@ pub(crate) enum InsertRows {
     Select,
     /// The target is not sharded: rows don't matter for routing.
     NotSharded,
+    /// `INSERT INTO t VALUES …` without a column list, and the table's
+    /// column order is not known (or has fewer columns than the values):
+    /// the session reads it from a shard and plans again.
+    NeedsColumns(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +51,9 @@ pub(crate) struct DmlFacts {
     pub target: WriteTarget,
     pub key_update: Option<KeyUpdate>,
     pub rows: Option<InsertRows>,
+    /// An INSERT without a column list: the columns its values fill, from
+    /// the catalog (the statement sent to the shards names them).
+    pub implicit_columns: Option<Vec<String>>,
 }
 
 impl Analyzer<'_> {
@@ -143,6 +150,7 @@ impl Analyzer<'_> {
             target,
             key_update,
             rows: None,
+            implicit_columns: None,
         }
     }
 
@@ -175,6 +183,7 @@ impl Analyzer<'_> {
             target,
             key_update: None,
             rows: None,
+            implicit_columns: None,
         }
     }
 
@@ -213,13 +222,14 @@ impl Analyzer<'_> {
             }
         };
         self.scopes.push(Scope::default());
+        let mut implicit_columns = None;
         let rows = match (&key, &ins.source) {
             (Some(key), source) => {
                 let table = match &target {
                     WriteTarget::Sharded(o) => self.occs[*o].table.clone(),
                     _ => String::new(),
                 };
-                self.sharded_rows(&table, key, ins, source.as_deref())
+                self.sharded_rows(&table, key, ins, source.as_deref(), &mut implicit_columns)
             }
             (None, Some(q)) => {
                 self.query(q, true);
@@ -258,6 +268,7 @@ impl Analyzer<'_> {
             target,
             key_update,
             rows: Some(rows),
+            implicit_columns,
         }
     }
 
@@ -279,6 +290,7 @@ impl Analyzer<'_> {
         key: &str,
         ins: &Insert,
         source: Option<&sqlparser::ast::Query>,
+        implicit_columns: &mut Option<Vec<String>>,
     ) -> InsertRows {
         let missing = || {
             InsertRows::Refused(format!(
@@ -286,18 +298,36 @@ impl Analyzer<'_> {
                  (name the columns explicitly)"
             ))
         };
-        if ins.columns.is_empty() {
-            return InsertRows::Refused(format!(
-                "INSERT into sharded table \"{table}\" needs a column list that names its shard key \
-                 column \"{key}\""
-            ));
-        }
-        let Some(pos) = ins.columns.iter().position(|c| {
-            c.0.last()
-                .and_then(|p| p.as_ident())
-                .is_some_and(|id| norm(id) == key)
-        }) else {
-            return missing();
+        let pos = if ins.columns.is_empty() {
+            // VALUES fill the table's first columns, in the catalog's order.
+            let width = match source.map(|q| q.body.as_ref()) {
+                Some(SetExpr::Values(v)) => v.rows.iter().map(|r| r.content.len()).max(),
+                _ => None,
+            };
+            let Some(width) = width else {
+                return InsertRows::Refused(format!(
+                    "INSERT … SELECT into sharded table \"{table}\" needs a column list that names \
+                     its shard key column \"{key}\""
+                ));
+            };
+            let Some(cols) = self.cat.columns(table).filter(|c| c.len() >= width) else {
+                return InsertRows::NeedsColumns(table.to_string());
+            };
+            let cols = &cols[..width];
+            let Some(pos) = cols.iter().position(|c| c == key) else {
+                return missing();
+            };
+            *implicit_columns = Some(cols.to_vec());
+            pos
+        } else {
+            let Some(pos) = ins.columns.iter().position(|c| {
+                c.0.last()
+                    .and_then(|p| p.as_ident())
+                    .is_some_and(|id| norm(id) == key)
+            }) else {
+                return missing();
+            };
+            pos
         };
         let Some(q) = source else {
             return missing();

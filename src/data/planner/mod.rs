@@ -21,9 +21,11 @@
 mod analyze;
 mod cache;
 mod catalog;
+mod columns;
 mod copy;
 mod copy_binary;
 mod copy_split;
+mod distributed;
 mod dml;
 mod from;
 mod hints;
@@ -39,7 +41,6 @@ mod resolve;
 mod scope;
 mod session_state;
 mod setting_words;
-mod simple_agg;
 pub mod standard_strings;
 mod template_match;
 mod unparsed;
@@ -55,12 +56,16 @@ use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
 pub use catalog::{Catalog, KeyType, TableMeta};
+pub use columns::ColumnCache;
+pub use copy_binary::SIGNATURE as COPY_BINARY_SIGNATURE;
 pub use copy_split::{CopyDest, CopySplitter};
+pub use distributed::spec as dist;
+pub use distributed::DistPlan;
 pub use hints::extract_hint;
 pub use insert_split::{split_insert, InsertPart};
 pub use last_plan::LastPlan;
 pub use plan::{
-    AggKind, CopyFormat, CopySpec, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
+    CopyFormat, CopySpec, DistRef, FanOut, Hint, KeySource, MergeSpec, OrderKey, Plan, StmtKind,
     StmtPlan, Target,
 };
 pub use resolve::{
@@ -91,6 +96,8 @@ const MAX_KEPT_DEPTH: usize = 256;
 pub struct Planner {
     catalog: Arc<dyn Catalog>,
     cache: Option<cache::PlanCache>,
+    /// Column orders learnt from the shards (INSERT without a column list).
+    pub columns: ColumnCache,
 }
 
 impl Planner {
@@ -104,6 +111,7 @@ impl Planner {
         Planner {
             catalog,
             cache: (entries > 0).then(|| cache::PlanCache::new(entries)),
+            columns: ColumnCache::default(),
         }
     }
 
@@ -111,16 +119,33 @@ impl Planner {
     /// text sqlparser rejects yields a plan with [`Target::Unparsed`].
     pub fn plan(&self, sql: &str) -> Arc<Plan> {
         let cacheable = sql.len() <= CACHE_MAX_TEXT;
+        let mut stale = false;
         if let (true, Some(c)) = (cacheable, &self.cache) {
             if let Some(p) = c.get(sql) {
-                return p;
+                if self.is_current(&p) {
+                    return p;
+                }
+                stale = true;
             }
         }
         let plan = Arc::new(self.plan_uncached(sql));
-        if let (true, Some(c)) = (cacheable, &self.cache) {
-            c.insert(sql, plan.clone());
+        // A plan waiting for a table's columns is made again once they are known.
+        if let (true, Some(c), None) = (cacheable, &self.cache, plan.needs_columns()) {
+            if stale {
+                c.replace(sql, plan.clone());
+            } else {
+                c.insert(sql, plan.clone());
+            }
         }
         plan
+    }
+
+    /// False for a plan made from column orders that changed since (see
+    /// [`ColumnCache`]): it must be made again.
+    #[inline]
+    pub fn is_current(&self, plan: &Plan) -> bool {
+        plan.column_generation
+            .is_none_or(|g| g == self.columns.generation())
     }
 
     /// The plan of a simple-protocol text, with its literals as text
@@ -158,7 +183,12 @@ impl Planner {
 
     /// The plan of a SQL text, bypassing the cache.
     pub fn plan_uncached(&self, sql: &str) -> Plan {
-        let cat = self.catalog.as_ref();
+        let generation = self.columns.generation();
+        let with_columns = catalog::WithColumns {
+            tables: self.catalog.as_ref(),
+            columns: &self.columns,
+        };
+        let cat: &dyn Catalog = &with_columns;
         let mut plan = if sql.len() <= INLINE_MAX {
             plan_text(sql, cat)
         } else if sql.len() > MAX_TEXT {
@@ -170,6 +200,22 @@ impl Planner {
         } else {
             plan_on_big_stack(sql, cat)
         };
+        if plan.stmts.iter().any(|s| s.implicit_columns.is_some()) {
+            plan.column_generation = Some(generation);
+            match plan.stmts.as_mut_slice() {
+                [s] => plan.sent_text = s.sent_text.take(),
+                stmts => {
+                    for s in stmts {
+                        if s.implicit_columns.is_some() {
+                            s.target = Target::Refused {
+                                sqlstate: "0A000",
+                                message: "an INSERT without a column list into a sharded table must be sent on its own, not in a string of several statements".into(),
+                            };
+                        }
+                    }
+                }
+            }
+        }
         plan.hint = extract_hint(sql);
         plan.touches_settings = setting_words::may_change_settings(sql);
         plan.drops_statements = plan.touches_settings && setting_words::may_drop_statements(sql);
@@ -232,6 +278,16 @@ fn plan_text(sql: &str, cat: &dyn Catalog) -> Plan {
             .into_iter()
             .map(|stmt| {
                 let mut p = analyze::plan_statement(&stmt, cat);
+                // An INSERT without a column list goes to the shards naming
+                // the columns its values fill (built from the AST).
+                let stmt = match &p.implicit_columns {
+                    Some(cols) => {
+                        let s = with_column_list(stmt, cols);
+                        p.sent_text = Some(s.to_string().into());
+                        s
+                    }
+                    None => stmt,
+                };
                 if matches!(p.target, Target::InsertMulti { .. }) {
                     if max_depth(&stmt) <= MAX_KEPT_DEPTH {
                         p.insert_ast = Some(Arc::new(stmt));
@@ -253,6 +309,19 @@ fn plan_text(sql: &str, cat: &dyn Catalog) -> Plan {
         stmts,
         ..Plan::default()
     }
+}
+
+/// `stmt` (an INSERT without a column list) naming `columns`, quoted.
+fn with_column_list(mut stmt: Statement, columns: &[String]) -> Statement {
+    if let Statement::Insert(ins) = &mut stmt {
+        ins.columns = columns
+            .iter()
+            .map(|c| {
+                sqlparser::ast::ObjectName::from(vec![sqlparser::ast::Ident::with_quote('"', c)])
+            })
+            .collect();
+    }
+    stmt
 }
 
 /// The deepest expression nesting in a statement.

@@ -30,6 +30,20 @@ pub struct Plan {
     /// statement a read-only SELECT (or `COPY … TO`) that changes no
     /// session state, and no `/* primary */` hint (see [`super::hints`]).
     pub replica_ok: bool,
+    /// What the shards get instead of the client's text: an INSERT without
+    /// a column list, with the columns its values fill named (see
+    /// [`super::ColumnCache`]).
+    pub sent_text: Option<Arc<str>>,
+    /// The [`super::ColumnCache`] generation the plan was made with, when it
+    /// used the cache: once that moves, the plan is made again.
+    pub column_generation: Option<u64>,
+}
+
+impl Plan {
+    /// A table whose column order the plan needs and the cache lacks.
+    pub fn needs_columns(&self) -> Option<&str> {
+        self.stmts.iter().find_map(|s| s.needs_columns.as_deref())
+    }
 }
 
 /// A routing hint: from a comment in the SQL text or from the session's
@@ -69,6 +83,37 @@ pub struct StmtPlan {
     /// The parsed multi-row INSERT, kept for [`super::split_insert`] (only for
     /// [`Target::InsertMulti`]).
     pub(crate) insert_ast: Option<Arc<Statement>>,
+    /// An INSERT without a column list into this table: its column order is
+    /// not known yet (the target is a refusal until the session learns it).
+    pub needs_columns: Option<String>,
+    /// An INSERT without a column list: the columns its values fill, in
+    /// order, from the cached catalog.
+    pub implicit_columns: Option<Vec<String>>,
+    /// That INSERT with its column list (moved to [`Plan::sent_text`]).
+    pub(crate) sent_text: Option<Arc<str>>,
+    /// How a read over several shards is split and merged (None when the
+    /// shards' rows are concatenated, or it runs on one shard).
+    pub dist: Option<DistRef>,
+}
+
+/// A shared distributed plan; plans compare by identity (they are made
+/// once per statement and never change).
+#[derive(Debug, Clone)]
+pub struct DistRef(pub Arc<super::distributed::DistPlan>);
+
+impl PartialEq for DistRef {
+    fn eq(&self, other: &DistRef) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for DistRef {}
+
+impl std::ops::Deref for DistRef {
+    type Target = super::distributed::DistPlan;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
 }
 
 impl StmtPlan {
@@ -82,6 +127,10 @@ impl StmtPlan {
             session_state: None,
             group: None,
             insert_ast: None,
+            needs_columns: None,
+            implicit_columns: None,
+            sent_text: None,
+            dist: None,
         }
     }
 
@@ -324,6 +373,15 @@ pub struct MergeSpec {
     pub distinct: bool,
     /// HAVING present.
     pub having: bool,
+    /// The top-level GROUP BY includes a shard key column: every group's
+    /// rows live on one shard, so the shards aggregate completely.
+    pub group_by_key: bool,
+    /// DISTINCT rows carry a shard key column (or DISTINCT ON includes
+    /// one): rows of different shards are never equal.
+    pub distinct_local: bool,
+    /// Aggregate calls with DISTINCT over a shard key (`count(DISTINCT
+    /// customer_id)`), as printed: per-shard results add up.
+    pub key_distinct_aggs: Vec<String>,
     /// A construct whose result would be wrong if the statement ran on more
     /// than one shard (window functions, count(DISTINCT …), LIMIT in a
     /// subquery, …). The planner already refuses fan-outs that contain one; for
@@ -333,23 +391,6 @@ pub struct MergeSpec {
     /// The shard key type of the group (lets a key hint turn a fan-out into
     /// a keyed route).
     pub key_type: Option<KeyType>,
-    /// Set when the top-level SELECT has no GROUP BY, HAVING, DISTINCT,
-    /// ORDER BY, LIMIT or OFFSET and every select item is exactly one plain
-    /// `count(*)`, `count(e)`, `sum(e)`, `min(e)` or `max(e)` (optionally
-    /// aliased): each shard answers one row, and the merge combines them
-    /// column by column.
-    pub simple_aggs: Option<Vec<AggKind>>,
-}
-
-/// An aggregate whose per-shard results combine into the global one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AggKind {
-    /// count(*) or count(e): the sum of the shards' counts.
-    Count,
-    /// sum(e): the sum of the shards' non-NULL sums.
-    Sum,
-    Min,
-    Max,
 }
 
 /// One top-level ORDER BY item.

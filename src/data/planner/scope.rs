@@ -76,8 +76,12 @@ pub(crate) struct Scope {
     pub bindings: Vec<Binding>,
     pub aggregates: bool,
     pub windows: bool,
+    /// A window function not partitioned by a shard key.
+    pub windows_unpartitioned: bool,
     /// An aggregate with DISTINCT over something other than a shard key.
     pub distinct_aggregate: bool,
+    /// Aggregate calls with DISTINCT over a shard key, as printed.
+    pub key_distinct: Vec<String>,
 }
 
 /// A resolved reference to an occurrence's key column.

@@ -6,7 +6,8 @@ use std::ops::ControlFlow;
 use sqlparser::ast::{
     Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
     LimitClause, OrderByKind, OrderBySort, Query, Select, SelectItem,
-    SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, Visit, Visitor, With,
+    SelectItemQualifiedWildcardKind, SetExpr, SetOperator, SetQuantifier, Visit, Visitor,
+    WindowType, With,
 };
 
 use super::from::rename;
@@ -16,7 +17,7 @@ use super::scope::{Analyzer, Binding, Cols, CteDef, ExCol, Exposed, Restrict, Sc
 
 /// Aggregate functions Postgres ships (a user-defined aggregate is not
 /// recognized and is treated like a scalar function).
-const AGGREGATES: &[&str] = &[
+pub(crate) const AGGREGATES: &[&str] = &[
     "count",
     "sum",
     "avg",
@@ -109,15 +110,36 @@ impl Analyzer<'_> {
             return;
         };
         let name = name.value.to_ascii_lowercase();
-        if f.over.is_some() {
-            self.scope().windows = true;
+        if let Some(over) = &f.over {
+            // Partitioned by the shard key, a window sees the rows of one
+            // shard only: the shards compute it whole.
+            let on_key = match over {
+                WindowType::WindowSpec(spec) => spec.partition_by.iter().any(|e| {
+                    column_parts(e).is_some_and(|p| self.resolve_col(p).iter().any(|c| c.local))
+                }),
+                WindowType::NamedWindow(_) => false,
+            };
+            let scope = self.scope();
+            scope.windows = true;
+            scope.windows_unpartitioned |= !on_key;
         } else if AGGREGATES.contains(&name.as_str()) {
             self.scope().aggregates = true;
             if let FunctionArguments::List(list) = &f.args {
+                // DISTINCT changes nothing for min, max and the boolean and
+                // bitwise aggregates.
+                let insensitive = matches!(
+                    name.as_str(),
+                    "min" | "max" | "bool_and" | "bool_or" | "every" | "bit_and" | "bit_or"
+                );
                 if list.duplicate_treatment == Some(sqlparser::ast::DuplicateTreatment::Distinct)
-                    && !self.args_are_keys(&list.args)
+                    && !insensitive
                 {
-                    self.scope().distinct_aggregate = true;
+                    if self.args_are_keys(&list.args) {
+                        let call = f.to_string();
+                        self.scope().key_distinct.push(call);
+                    } else {
+                        self.scope().distinct_aggregate = true;
+                    }
                 }
             }
         }
@@ -180,9 +202,6 @@ impl Analyzer<'_> {
             }
             if let Some(f) = &q.fetch {
                 self.merge.limit = f.quantity.as_ref().and_then(key_source);
-            }
-            if q.order_by.is_some() || limited {
-                self.merge.simple_aggs = None;
             }
         } else if limited {
             ex.row_local = false;
@@ -358,9 +377,19 @@ impl Analyzer<'_> {
         if s.into.is_some() {
             self.writes = true;
         }
-        let group_by_key = group_exprs
-            .iter()
-            .any(|e| column_parts(e).is_some_and(|p| self.resolve_col(p).iter().any(|c| c.local)));
+        let is_key =
+            |e: &Expr| column_parts(e).is_some_and(|p| self.resolve_col(p).iter().any(|c| c.local));
+        let group_by_key = group_exprs.iter().any(is_key);
+        // Rows that carry a shard key column (or DISTINCT ON one) are only
+        // ever equal to rows of the same shard.
+        let distinct_local = match &s.distinct {
+            Some(Distinct::On(exprs)) => exprs.iter().any(is_key),
+            Some(Distinct::Distinct) => s.projection.iter().any(|i| match i {
+                SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => is_key(e),
+                _ => false,
+            }),
+            _ => false,
+        };
         let grouped = !group_exprs.is_empty() || matches!(s.group_by, GroupByExpr::All(_));
         let distinct = matches!(s.distinct, Some(Distinct::Distinct | Distinct::On(_)));
         let mut ex = self.expose(&s.projection);
@@ -370,27 +399,31 @@ impl Analyzer<'_> {
         if nested {
             let correlated = self.correlated(start_occ, start_edge);
             if sharded && !correlated {
-                if scope.windows {
+                if scope.windows_unpartitioned {
                     self.note_unsafe("window function in a subquery");
                 }
                 if aggregates && !group_by_key {
                     self.note_unsafe("aggregate in a subquery not grouped by the shard key");
                 }
-                if distinct {
+                if distinct && !distinct_local {
                     self.note_unsafe("DISTINCT in a subquery");
                 }
             }
-            ex.row_local = !(scope.windows || distinct || (aggregates && !group_by_key));
+            ex.row_local = !(scope.windows_unpartitioned
+                || (distinct && !distinct_local)
+                || (aggregates && !group_by_key));
         } else {
             self.merge.aggregates = aggregates;
             self.merge.group_by = grouped;
             self.merge.having = s.having.is_some();
             self.merge.distinct |= distinct;
-            self.merge.simple_aggs = super::simple_agg::simple_aggs(s);
+            self.merge.group_by_key = group_by_key;
+            self.merge.distinct_local = distinct_local;
+            self.merge.key_distinct_aggs = scope.key_distinct.clone();
             if sharded && self.merge.unsupported.is_none() {
-                if scope.windows {
+                if scope.windows_unpartitioned {
                     self.merge.unsupported = Some("window functions across shards".into());
-                } else if scope.distinct_aggregate {
+                } else if scope.distinct_aggregate && !group_by_key {
                     self.merge.unsupported = Some(
                         "aggregate with DISTINCT on a column that is not the shard key".into(),
                     );

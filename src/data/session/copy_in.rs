@@ -66,8 +66,11 @@ impl Session {
         let mut splitter = match spec {
             Some(spec) => {
                 let columns = if spec.columns.is_empty() {
-                    match table_columns(&mut parts[0], &spec.table).await {
-                        Ok(c) => c,
+                    match self
+                        .table_columns(&spec.table, Some(parts[0].lease.backend()))
+                        .await
+                    {
+                        Ok(c) => c.to_vec(),
                         Err(e) => return self.copy_abandon(parts, in_tx, via, e).await,
                     }
                 } else {
@@ -373,30 +376,4 @@ async fn read_copy_result(p: &mut Part) -> std::io::Result<(u64, Option<BytesMut
         }
         be.reader.skip(f);
     }
-}
-
-/// The table's columns in order, for a COPY without a column list.
-async fn table_columns(p: &mut Part, table: &str) -> Result<Vec<String>, SqlError> {
-    let name = p.lease.pool().name.clone();
-    let sql = format!(
-        "SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = pg_catalog.to_regclass('{}') AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-        table.replace('\'', "''")
-    );
-    let rows = p.lease.backend().query_rows(&sql).await.map_err(|e| {
-        SqlError::new(
-            sqlstate::CONNECTION_EXCEPTION,
-            format!("reading the columns of {table} on shard \"{name}\": {e}"),
-        )
-    })?;
-    let cols: Vec<String> = rows
-        .into_iter()
-        .filter_map(|r| r.into_iter().next().flatten())
-        .collect();
-    if cols.is_empty() {
-        return Err(SqlError::new(
-            "42P01",
-            format!("relation \"{table}\" does not exist on shard \"{name}\""),
-        ));
-    }
-    Ok(cols)
 }

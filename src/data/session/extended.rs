@@ -3,6 +3,7 @@
 //! names made global, statements the backend lacks prepared first, Close of
 //! a statement answered by the proxy), sent in one write and relayed back.
 
+use super::fanout::FanMode;
 use super::prepared::PreparedStmt;
 use super::relay::Expect;
 use super::route::Dispatch;
@@ -18,17 +19,42 @@ use std::sync::Arc;
 
 /// Why a batch could not be routed, and where.
 struct RouteFailure {
-    error: SqlError,
+    /// Boxed: routing returns this on its rare error path only.
+    error: Box<SqlError>,
     /// The offset of the Bind whose statement could not be routed (None:
     /// the batch as a whole was refused).
     at_bind: Option<usize>,
+    /// Routing can go on once the session has done this.
+    learn: Option<Learn>,
+}
+
+/// What the session must do before routing a batch again.
+enum Learn {
+    /// Read this table's column order (INSERT without a column list).
+    Columns(String),
+    /// Plan prepared statements again: column orders they used changed.
+    Replan,
 }
 
 impl From<SqlError> for RouteFailure {
     fn from(error: SqlError) -> RouteFailure {
         RouteFailure {
-            error,
+            error: Box::new(error),
             at_bind: None,
+            learn: None,
+        }
+    }
+}
+
+impl RouteFailure {
+    fn learn(what: Learn) -> RouteFailure {
+        RouteFailure {
+            error: Box::new(SqlError::new(
+                sqlstate::INTERNAL_ERROR,
+                "routing needs the tables' columns",
+            )),
+            at_bind: None,
+            learn: Some(what),
         }
     }
 }
@@ -111,6 +137,7 @@ impl Session {
 
     /// Routes, translates, sends and relays one batch.
     async fn run_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
+        self.columns_watch = None;
         let r = self.dispatch_batch(batch, sync).await;
         // The statements routing made are keyed by offsets in this batch
         // only: never let a later batch's `translate` see them.
@@ -127,7 +154,7 @@ impl Session {
         if !executes && sync && self.lease.is_none() && self.pending_begin.is_some() {
             let pending = self.pending_begin.take();
             self.force_status = Some(b'T');
-            let r = self.run_routed_batch(batch, sync).await;
+            let r = self.run_routed_batch(batch, sync, false).await;
             self.force_status = None;
             if self.lease.is_none() {
                 self.pending_begin = pending;
@@ -135,10 +162,17 @@ impl Session {
             }
             return r;
         }
-        self.run_routed_batch(batch, sync).await
+        self.run_routed_batch(batch, sync, false).await
     }
 
-    async fn run_routed_batch(&mut self, batch: &[u8], sync: bool) -> Result<(), End> {
+    /// Routes and runs a batch; `learned`: routing asked for column orders
+    /// once already (see [`Learn`]).
+    async fn run_routed_batch(
+        &mut self,
+        batch: &[u8],
+        sync: bool,
+        learned: bool,
+    ) -> Result<(), End> {
         if self.pipe.is_some() {
             // A multi-shard pipeline continues after a Flush.
             return Box::pin(self.run_pipeline(batch, sync)).await;
@@ -153,12 +187,16 @@ impl Session {
             // deferred and the rest routes as a transaction's first.
             if let Some(rest) = self.defer_leading_begin(batch) {
                 self.parsed_in_batch.clear();
-                return Box::pin(self.run_routed_batch(&batch[rest..], sync)).await;
+                return Box::pin(self.run_routed_batch(&batch[rest..], sync, false)).await;
             }
         }
         let shard = match routed {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
+            Ok(Dispatch::Fan {
+                shards,
+                mode: FanMode::Merge(dist),
+            }) if sync => return Box::pin(self.merge_extended(batch, &shards, dist)).await,
             // A failed transaction answers 25P02 to everything: its backend does.
             Ok(Dispatch::Pipeline) if self.tx == b'E' && self.lease.is_some() => self.lease_shard,
             Ok(Dispatch::Fan { shards, mode }) if sync => {
@@ -181,11 +219,24 @@ impl Session {
                 .with_hint("Multi-row INSERTs and COPY that span shards need the simple query protocol; or send one row per statement.");
                 return self.batch_error(e, sync).await;
             }
+            Err(RouteFailure {
+                learn: Some(what), ..
+            }) if !learned => {
+                if let Learn::Columns(table) = what {
+                    self.rt.planner.columns.forget(&table);
+                    if let Err(e) = self.table_columns(&table, None).await {
+                        return self.batch_error(e, sync).await;
+                    }
+                }
+                self.prepared.replan_stale(&self.rt.planner);
+                self.parsed_in_batch.clear();
+                return Box::pin(self.run_routed_batch(batch, sync, true)).await;
+            }
             Err(f) => {
                 if let Some(at) = f.at_bind {
                     self.accept_leading_parses(batch, at);
                 }
-                return self.batch_error(f.error, sync).await;
+                return self.batch_error(*f.error, sync).await;
             }
         };
         // A batch of only proxy-answered messages needs no backend.
@@ -304,9 +355,16 @@ impl Session {
                     parsed.retain(|(n, _)| *n != p.name);
                     let stmt = self.statement_of(&p);
                     let plan = &stmt.plan;
+                    if let Some(t) = plan.needs_columns() {
+                        return Err(RouteFailure::learn(Learn::Columns(t.to_string())));
+                    }
+                    if !self.rt.planner.is_current(plan) {
+                        return Err(RouteFailure::learn(Learn::Replan));
+                    }
                     if !p.name.is_empty()
                         || plan.touches_settings
                         || plan.drops_statements
+                        || plan.sent_text.is_some()
                         || plan.stmts.iter().any(|s| s.kind == StmtKind::CopyFrom)
                     {
                         verbatim = false;
@@ -335,6 +393,12 @@ impl Session {
                             None => continue,
                         },
                     };
+                    if plan.column_generation.is_some() && !self.rt.planner.is_current(plan) {
+                        return Err(RouteFailure::learn(Learn::Replan));
+                    }
+                    if let Some(t) = plan.needs_columns() {
+                        return Err(RouteFailure::learn(Learn::Columns(t.to_string())));
+                    }
                     let Ok(bp) = b.params() else {
                         verbatim = false;
                         continue;
@@ -354,8 +418,9 @@ impl Session {
                         Err(_) if binds > 1 => return Ok(Dispatch::Pipeline),
                         Err(e) => {
                             return Err(RouteFailure {
-                                error: e,
+                                error: Box::new(e),
                                 at_bind: Some(frame_start(batch, body)),
+                                learn: None,
                             })
                         }
                     };
@@ -430,9 +495,26 @@ impl Session {
                         continue;
                     }
                     let stmt = self.batch_statement(start, &p);
+                    if stmt.rewritten() {
+                        self.columns_watch = stmt
+                            .plan
+                            .stmts
+                            .first()
+                            .and_then(|s| s.tables.first().cloned());
+                    }
                     if p.name.is_empty() {
+                        if stmt.rewritten() {
+                            // The backend prepares the INSERT naming its columns.
+                            ParseMsg {
+                                name: "",
+                                query: stmt.query(),
+                                param_types: p.param_types,
+                            }
+                            .encode_renamed("", wire);
+                        } else {
+                            wire.extend_from_slice(raw);
+                        }
                         self.prepared.insert(p.name, stmt);
-                        wire.extend_from_slice(raw);
                         queue.push_back(Expect::Reply {
                             swallow: false,
                             parsed: None,
@@ -447,7 +529,12 @@ impl Session {
                             messages::empty(&mut b, b'1');
                             queue.push_back(Expect::Synth(b));
                         } else {
-                            p.encode_renamed(&stmt.global_name, wire);
+                            ParseMsg {
+                                name: p.name,
+                                query: stmt.query(),
+                                param_types: p.param_types,
+                            }
+                            .encode_renamed(&stmt.global_name, wire);
                             be.prepared.insert(stmt.hash);
                             queue.push_back(Expect::Reply {
                                 swallow: false,

@@ -1,32 +1,28 @@
 //! Statements that run on several shards at once (simple protocol).
 //!
 //! Reads are streamed shard after shard: the first shard's RowDescription,
-//! every shard's rows, one CommandComplete with the summed row count (the
-//! merge of ORDER BY, LIMIT and aggregates builds on this). Writes and DDL run
+//! every shard's rows, one CommandComplete with the summed row count (reads
+//! that need a merge go to [`super::fanout_merge`]). Writes and DDL run
 //! inside a transaction on every shard and finish with two-phase commit
 //! ([`super::twophase`]), so they apply everywhere or nowhere.
 
+use super::copy_out::{forward_copy_data, TRAILER_MESSAGE};
 use super::twophase::Commit;
 use super::{End, Session};
 use crate::data::codec::error::{parse_error_fields, sqlstate};
 use crate::data::codec::frame::peek_frame;
 use crate::data::codec::{messages, SqlError};
-use crate::data::merge::merge_aggregate_rows;
-use crate::data::planner::AggKind;
 use crate::data::pool::Lease;
 use bytes::BytesMut;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Arc;
 
 /// How a multi-shard statement must run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum FanMode {
     /// Read: autocommit on each shard, results concatenated.
     Read,
-    /// A read of simple aggregates (one per column): autocommit on each
-    /// shard, each shard's single row combined into one
-    /// ([`crate::data::merge::aggregate`]).
-    Aggregate(Arc<[AggKind]>),
+    /// A read the merge engine answers ([`crate::data::merge::exec`]).
+    Merge(crate::data::planner::DistRef),
     /// Write: all shards or none (two-phase commit, refused where a shard
     /// cannot prepare transactions).
     Atomic,
@@ -74,12 +70,13 @@ pub(super) struct Answer {
     pub error: Option<(BytesMut, String)>,
     /// A COPY TO STDOUT was relayed (one CopyDone is owed at the end).
     pub copy_out: bool,
+    /// A binary COPY TO: the header went out, a trailer is held for the end
+    /// (see `copy_out.rs`).
+    pub copy_header_sent: bool,
+    pub copy_trailer: bool,
     /// The shards hold copies ([`FanMode::Copies`]): only the first shard's
     /// rows and count reach the client.
     pub copies: bool,
-    /// The first RowDescription, kept when rows are collected rather than
-    /// forwarded (their merge needs the column types).
-    pub row_desc: Option<BytesMut>,
 }
 
 /// Splits a CommandComplete tag into its verb and count: "INSERT 0 5" → ("INSERT 0", 5).
@@ -149,13 +146,8 @@ impl Session {
             copies: mode == FanMode::Copies,
             ..Answer::default()
         };
-        let mut rows: Vec<Vec<BytesMut>> = Vec::new();
-        if let FanMode::Aggregate(_) = mode {
-            rows = vec![Vec::new(); parts.len()];
-        }
-        let sink = matches!(mode, FanMode::Aggregate(_)).then_some(&mut rows);
         let lost = self
-            .run_on_parts(&mut parts, |_| query.to_vec(), &mut total, sink)
+            .run_on_parts(&mut parts, |_| query.to_vec(), &mut total, None)
             .await;
         if let Some(e) = lost {
             // Backends of a failed fan-out are dropped, not reused.
@@ -166,9 +158,8 @@ impl Session {
             self.publish_running();
             return self.error_and_ready(e).await;
         }
-        if let FanMode::Aggregate(kinds) = &mode {
-            let rows: Vec<BytesMut> = rows.into_iter().flatten().collect();
-            merge_into(&mut self.out, kinds, &mut total, &rows);
+        if mode == FanMode::Ddl {
+            self.after_ddl(&mut parts, &mut total).await;
         }
         self.complete_parts(parts, total, in_tx, commit).await
     }
@@ -257,6 +248,9 @@ impl Session {
             }
             self.finish_parts(parts);
         }
+        if total.copy_trailer {
+            self.out.extend_from_slice(&TRAILER_MESSAGE);
+        }
         if total.copy_out {
             messages::empty(&mut self.out, b'c');
         }
@@ -318,9 +312,6 @@ impl Session {
             match frame.tag {
                 b'T' if !*described => {
                     self.out.extend_from_slice(bytes);
-                    if sink.is_some() {
-                        total.row_desc = Some(BytesMut::from(bytes));
-                    }
                     *described = true;
                 }
                 b'H' if !*copy_out => {
@@ -332,7 +323,12 @@ impl Session {
                     Some(rows) => rows.push(BytesMut::from(bytes)),
                     None => self.out.extend_from_slice(bytes),
                 },
-                b'd' | b'N' => self.out.extend_from_slice(bytes),
+                b'd' => {
+                    let body = frame.body(bytes);
+                    total.copy_trailer |=
+                        forward_copy_data(bytes, body, &mut total.copy_header_sent, &mut self.out);
+                }
+                b'N' => self.out.extend_from_slice(bytes),
                 b'C' if repeat => {}
                 b'C' => {
                     let body = frame.body(bytes);
@@ -380,39 +376,6 @@ impl Session {
             if self.standard_strings_off {
                 p.lease.backend().standard_strings_off = true;
             }
-        }
-    }
-}
-
-/// Appends the merged row of a simple aggregate fan-out (each shard's
-/// single row in `rows`) to `out` and makes the count 1; or, when the rows
-/// cannot be merged exactly, records the error in `total` instead. Nothing
-/// is done when a shard already failed.
-pub(super) fn merge_into(
-    out: &mut BytesMut,
-    kinds: &[AggKind],
-    total: &mut Answer,
-    rows: &[BytesMut],
-) {
-    if total.error.is_some() {
-        return;
-    }
-    let merged = match &total.row_desc {
-        Some(desc) => merge_aggregate_rows(kinds, desc, rows),
-        None => Err(SqlError::new(
-            sqlstate::INTERNAL_ERROR,
-            "aggregate merge: no shard described its result",
-        )),
-    };
-    match merged {
-        Ok(row) => {
-            out.extend_from_slice(&row);
-            total.count = Some(1);
-        }
-        Err(e) => {
-            let mut b = BytesMut::new();
-            e.encode(&mut b);
-            total.error = Some((b, e.code.to_string()));
         }
     }
 }

@@ -4,8 +4,9 @@
 //! follows it, are held back; the other shards contribute their rows; then
 //! one CommandComplete with the summed count and the held tail go out.
 
-use super::fanout::{merge_into, split_complete, split_tag, Answer, FanMode, Part};
-use super::relay::{Expect, Relayed};
+use super::copy_out::{forward_copy_data, TRAILER_MESSAGE};
+use super::fanout::{split_complete, split_tag, Answer, FanMode, Part};
+use super::relay::Relayed;
 use super::twophase::Commit;
 use super::{End, Session};
 use crate::data::codec::error::sqlstate;
@@ -26,12 +27,9 @@ pub(super) struct FanHold {
     /// The first shard's CopyDone of a COPY TO STDOUT, held until every
     /// shard's CopyData has been forwarded.
     pub copy_done: bool,
-    /// A simple aggregate fan-out: the first shard's rows are collected in
-    /// `rows` (not forwarded) and its last RowDescription (the proxy's own
-    /// Describe of the portal, just before Execute) kept in `row_desc`.
-    pub agg: bool,
-    pub row_desc: Option<BytesMut>,
-    pub rows: Vec<BytesMut>,
+    /// A binary COPY TO: the header went out, a trailer is held for the end.
+    pub copy_header_sent: bool,
+    pub copy_trailer: bool,
 }
 
 impl Session {
@@ -95,9 +93,6 @@ impl Session {
                 self.prepared.restore(&before);
             }
             self.translate(batch, Some(p.lease.backend()), &mut wire, &mut queue)?;
-            if let FanMode::Aggregate(_) = mode {
-                describe_before_execute(&mut wire, &mut queue);
-            }
             if saved.1 {
                 self.unnamed_on_lease = saved.0;
             }
@@ -110,17 +105,16 @@ impl Session {
             p.lease.pool().stats.queries.fetch_add(1, Relaxed);
             queues.push(queue);
         }
-        let agg = matches!(mode, FanMode::Aggregate(_));
-        self.fan_hold = Some(FanHold {
-            agg,
-            ..FanHold::default()
-        });
+        self.fan_hold = Some(FanHold::default());
         let mut first = parts.remove(0);
         let r = self.relay(&mut first.lease, Some(&mut queues[0])).await;
-        let mut hold = self.fan_hold.take().unwrap_or_default();
+        let hold = self.fan_hold.take().unwrap_or_default();
         parts.insert(0, first);
         let mut total = Answer {
             copies: mode == FanMode::Copies,
+            // The first shard's binary COPY header went out, its trailer is held.
+            copy_header_sent: hold.copy_header_sent,
+            copy_trailer: hold.copy_trailer,
             ..Answer::default()
         };
         let first_status = match r {
@@ -144,7 +138,7 @@ impl Session {
             // The first shard's error and ReadyForQuery already reached the
             // client: drain the others and undo.
             for p in parts.iter_mut().skip(1) {
-                let _ = self.rows_only(p, false, &mut total, None).await;
+                let _ = self.rows_only(p, false, &mut total).await;
             }
             if in_tx {
                 self.put_parts(parts);
@@ -162,11 +156,9 @@ impl Session {
             total.verb = Some(verb);
             total.count = n;
         }
-        let mut rows = std::mem::take(&mut hold.rows);
         for p in parts.iter_mut().skip(1) {
             let name = p.lease.pool().name.clone();
-            let sink = agg.then_some(&mut rows);
-            match self.rows_only(p, !first_failed, &mut total, sink).await {
+            match self.rows_only(p, !first_failed, &mut total).await {
                 Ok(()) => {}
                 Err(e) => {
                     total.error.get_or_insert_with(|| {
@@ -177,9 +169,8 @@ impl Session {
                 }
             }
         }
-        if let FanMode::Aggregate(kinds) = &mode {
-            total.row_desc = hold.row_desc.take();
-            merge_into(&mut self.out, kinds, &mut total, &rows);
+        if mode == FanMode::Ddl {
+            self.after_ddl(&mut parts, &mut total).await;
         }
         // Commit or roll back, then answer: summed CommandComplete, then the tail (ReadyForQuery).
         let failed = first_failed || total.error.is_some();
@@ -210,6 +201,9 @@ impl Session {
             return self.flush_client().await;
         }
         if !first_failed {
+            if total.copy_trailer {
+                self.out.extend_from_slice(&TRAILER_MESSAGE);
+            }
             if hold.copy_done {
                 messages::empty(&mut self.out, b'c');
             }
@@ -240,7 +234,6 @@ impl Session {
         p: &mut Part,
         forward: bool,
         total: &mut Answer,
-        mut sink: Option<&mut Vec<BytesMut>>,
     ) -> std::io::Result<()> {
         loop {
             let be = p.lease.backend();
@@ -258,12 +251,12 @@ impl Session {
             };
             let bytes = &be.reader.buf[..f.len];
             match f.tag {
-                b'D' if sink.is_some() => {
-                    if let Some(rows) = sink.as_deref_mut() {
-                        rows.push(BytesMut::from(bytes));
-                    }
+                b'd' if forward && !total.copies => {
+                    let body = f.body(bytes);
+                    total.copy_trailer |=
+                        forward_copy_data(bytes, body, &mut total.copy_header_sent, &mut self.out);
                 }
-                b'D' | b'd' if forward && !total.copies => self.out.extend_from_slice(bytes),
+                b'D' if forward && !total.copies => self.out.extend_from_slice(bytes),
                 b'C' if !total.copies => {
                     let body = f.body(bytes);
                     if let (_, Some(n)) = split_complete(body) {
@@ -330,113 +323,5 @@ impl Session {
         }
         messages::ready_for_query(&mut self.out, b'I');
         self.flush_client().await
-    }
-}
-
-/// Adds a Describe of the executed portal right before the batch's Execute,
-/// its reply swallowed: the aggregate merge needs the result's types and
-/// formats, which a client executing a prepared statement does not ask for.
-/// Every message translated onto the wire except Sync and Flush has exactly
-/// one `Expect::Reply` in the queue, in order, which locates the insertion.
-fn describe_before_execute(wire: &mut BytesMut, queue: &mut VecDeque<Expect>) {
-    let mut replies_before = 0;
-    let mut found = None;
-    let mut at = 0;
-    for (tag, body) in super::extended::frames(wire) {
-        if tag == b'E' {
-            if let Ok(e) = ExecuteMsg::decode(body) {
-                found = Some((at, e.portal.to_string()));
-            }
-            break;
-        }
-        if tag != b'S' && tag != b'H' {
-            replies_before += 1;
-        }
-        at += 5 + body.len();
-    }
-    let Some((at, portal)) = found else { return };
-    let mut d = BytesMut::with_capacity(wire.len() + portal.len() + 7);
-    d.extend_from_slice(&wire[..at]);
-    TargetMsg {
-        kind: b'P',
-        name: &portal,
-    }
-    .encode_renamed(b'D', &portal, &mut d);
-    d.extend_from_slice(&wire[at..]);
-    *wire = d;
-    let mut seen = 0;
-    let pos = queue
-        .iter()
-        .position(|e| {
-            if matches!(e, Expect::Reply { .. }) {
-                seen += 1;
-            }
-            seen > replies_before
-        })
-        .unwrap_or(queue.len());
-    queue.insert(
-        pos,
-        Expect::Reply {
-            swallow: true,
-            parsed: None,
-        },
-    );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bytes::BufMut;
-
-    fn frame(tag: u8, body: &[u8]) -> Vec<u8> {
-        let mut b = vec![tag];
-        b.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
-        b.extend_from_slice(body);
-        b
-    }
-
-    fn reply(swallow: bool) -> Expect {
-        Expect::Reply {
-            swallow,
-            parsed: None,
-        }
-    }
-
-    #[test]
-    fn describe_goes_right_before_execute_with_its_reply_swallowed() {
-        // Injected Parse (swallowed), Bind, Execute of portal "p1", Sync;
-        // a synthesized ParseComplete first.
-        let mut wire = BytesMut::new();
-        wire.put_slice(&frame(b'P', b"sp1\0select count(*) from t\0\0\0"));
-        wire.put_slice(&frame(b'B', b"p1\0sp1\0\0\0\0\0\0\0"));
-        wire.put_slice(&frame(b'E', b"p1\0\0\0\0\0"));
-        wire.put_slice(&frame(b'S', b""));
-        let mut queue = VecDeque::from(vec![
-            Expect::Synth(BytesMut::from(&b"1\0\0\0\x04"[..])),
-            reply(true),
-            reply(false),
-            reply(false),
-            Expect::Sync,
-        ]);
-        describe_before_execute(&mut wire, &mut queue);
-        let tags: Vec<(u8, Vec<u8>)> = super::super::extended::frames(&wire)
-            .map(|(t, b)| (t, b.to_vec()))
-            .collect();
-        let order: Vec<u8> = tags.iter().map(|(t, _)| *t).collect();
-        assert_eq!(order, b"PBDES".to_vec());
-        assert_eq!(tags[2].1, b"Pp1\0".to_vec());
-        let shape: Vec<&str> = queue
-            .iter()
-            .map(|e| match e {
-                Expect::Synth(_) => "synth",
-                Expect::Reply { swallow: true, .. } => "swallow",
-                Expect::Reply { swallow: false, .. } => "reply",
-                Expect::Sync => "sync",
-            })
-            .collect();
-        assert_eq!(
-            shape,
-            ["synth", "swallow", "reply", "swallow", "reply", "sync"]
-        );
     }
 }

@@ -10,12 +10,16 @@
 //! - [`prepared`] and [`settings`]: state that must survive transaction pooling
 
 pub mod client_stream;
+mod columns;
 mod copy_extended;
 mod copy_in;
+mod copy_out;
+mod ddl_ids;
 mod deferred_begin;
 mod extended;
 mod fanout;
 mod fanout_ext;
+mod fanout_merge;
 mod pipeline;
 mod pipeline_relay;
 mod pipeline_wire;
@@ -103,6 +107,7 @@ pub async fn run(proxy: Arc<Proxy>, info: Arc<ClientInfo>, hs: startup::Handshak
         last_plan: Default::default(),
         load: crate::data::load::SessionTally::new(hot_on),
         pipe: None,
+        columns_watch: None,
     };
     let end = s.serve().await;
     if let End::Fatal(e) = &end {
@@ -197,6 +202,9 @@ pub struct Session {
     /// A pipeline whose statements go to several shards, open until its
     /// Sync (see [`pipeline`]); it holds the session's backends meanwhile.
     pipe: Option<Box<pipeline::Pipe>>,
+    /// The table whose cached column order the running statement used (see
+    /// `columns.rs`): an undefined-column error drops it.
+    columns_watch: Option<String>,
 }
 
 /// Largest query buffer a session keeps for its next query: enough for

@@ -225,6 +225,9 @@ impl Session {
                 match tag {
                     b'E' => {
                         pool.stats.errors.fetch_add(1, Relaxed);
+                        if self.columns_watch.is_some() {
+                            self.column_error(frame.body(bytes));
+                        }
                         let err = BytesMut::from(bytes);
                         be.reader.skip(frame);
                         // The backend skips everything up to Sync: the

@@ -133,6 +133,9 @@ impl Session {
         if let Some(refusal) = pipeline_refusal(plan) {
             return Ok(refusal);
         }
+        if stmt.rewritten() {
+            self.columns_watch = plan.stmts.first().and_then(|s| s.tables.first().cloned());
+        }
         if plan.stmts.len() == 1 && plan.stmts[0].kind == StmtKind::Begin {
             pipe.begin_seen = true;
             if !pipe.explicit {
@@ -178,7 +181,7 @@ impl Session {
                 let copies = match mode {
                     FanMode::Read | FanMode::Atomic | FanMode::Ddl => false,
                     FanMode::Copies => true,
-                    FanMode::Aggregate(_) | FanMode::Maintenance => {
+                    FanMode::Merge(_) | FanMode::Maintenance => {
                         return Ok(refuse(
                             "this statement reads every shard and needs its results merged; in a pipeline whose statements go to several shards it cannot be merged",
                             "Send it in a pipeline of its own (Sync before and after it).",

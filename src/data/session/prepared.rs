@@ -29,6 +29,12 @@ pub struct PreparedStmt {
     pub plan: Arc<Plan>,
 }
 
+/// The text a statement is prepared with on the backends: the plan's
+/// rewrite when it has one (an INSERT naming its columns), else the client's.
+fn backend_text<'a>(query: &'a str, plan: &'a Plan) -> &'a str {
+    plan.sent_text.as_deref().unwrap_or(query)
+}
+
 /// Fixed-key hasher so global names are the same in every proxy process
 /// (several proxies may share backends' statement names through restarts).
 fn stable_hash(query: &str, param_types: &[u8]) -> u64 {
@@ -43,7 +49,7 @@ fn stable_hash(query: &str, param_types: &[u8]) -> u64 {
 
 impl PreparedStmt {
     pub fn new(query: &str, param_types: &[u8], plan: Arc<Plan>) -> PreparedStmt {
-        let hash = stable_hash(query, param_types);
+        let hash = stable_hash(backend_text(query, &plan), param_types);
         PreparedStmt {
             hash,
             global_name: format!("sp{hash:016x}"),
@@ -55,10 +61,21 @@ impl PreparedStmt {
 }
 
 impl PreparedStmt {
-    /// The SQL text.
+    /// The SQL text the backends prepare (see [`PreparedStmt::rewritten`]).
     pub fn query(&self) -> &str {
+        backend_text(self.client_query(), &self.plan)
+    }
+
+    /// The SQL text as the client sent it.
+    pub fn client_query(&self) -> &str {
         // Built from a &str in `new`; never fails.
         std::str::from_utf8(&self.text[..self.query_len]).unwrap_or_default()
+    }
+
+    /// The backends get another text than the client's Parse (an INSERT
+    /// without a column list, sent naming its columns).
+    pub fn rewritten(&self) -> bool {
+        self.plan.sent_text.is_some()
     }
 
     /// Raw parameter type OIDs (4 bytes each) as the Parse message had them.
@@ -150,16 +167,27 @@ impl PreparedRegistry {
     /// Plans every statement again with `planner`: a RELOAD may have
     /// changed the table definitions the old plans were made from.
     pub fn replan(&mut self, planner: &Planner) {
-        let again = |s: &Arc<PreparedStmt>| {
-            Arc::new(PreparedStmt {
-                global_name: s.global_name.clone(),
-                text: s.text.clone(),
-                plan: planner.plan(s.query()),
-                ..**s
-            })
-        };
+        self.replan_where(planner, |_| true);
+    }
+
+    /// Plans again the statements whose plans `planner` no longer takes as
+    /// current, or that wait for a table's columns (see `ColumnCache`).
+    pub fn replan_stale(&mut self, planner: &Planner) {
+        self.replan_where(planner, |p| {
+            !planner.is_current(p) || p.needs_columns().is_some()
+        });
+    }
+
+    fn replan_where(&mut self, planner: &Planner, stale: impl Fn(&Plan) -> bool) {
         for s in self.named.values_mut().chain(self.unnamed.as_mut()) {
-            *s = again(s);
+            if stale(&s.plan) {
+                // Its backend text (and so its global name) may change too.
+                *s = Arc::new(PreparedStmt::new(
+                    s.client_query(),
+                    s.param_types(),
+                    planner.plan(s.client_query()),
+                ));
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 //! replies to messages the proxy injected (swallowed), and CopyInResponse
 //! (the client's COPY data then flows the other way).
 
+use super::copy_out::forward_copy_data;
 use super::{End, Session};
 use crate::data::codec::frame::peek_frame;
 use crate::data::codec::{messages, FrameError, SqlError};
@@ -116,6 +117,9 @@ impl Session {
                 b'S' => self.parameter_status(f.body(bytes)),
                 b'E' => {
                     pool.stats.errors.fetch_add(1, Relaxed);
+                    if self.columns_watch.is_some() {
+                        self.column_error(f.body(bytes));
+                    }
                 }
                 b'Z' => {
                     if let Some(&status) = bytes.get(5) {
@@ -268,6 +272,9 @@ impl Session {
                 }
                 b'E' => {
                     pool.stats.errors.fetch_add(1, Relaxed);
+                    if self.columns_watch.is_some() {
+                        self.column_error(frame.body(bytes));
+                    }
                     // Errors always reach the client, even for injected messages.
                     self.emit(bytes);
                     let mut forget = Vec::new();
@@ -297,12 +304,6 @@ impl Session {
                     swallowing = false;
                 }
                 t if completes_reply(t) => {
-                    if t == b'T' {
-                        // A simple aggregate fan-out keeps the types for its merge.
-                        if let Some(h) = self.fan_hold.as_mut().filter(|h| h.agg && !h.after) {
-                            h.row_desc = Some(BytesMut::from(bytes));
-                        }
-                    }
                     let swallow = match q.pop_front() {
                         Some(Expect::Reply { swallow, .. }) => swallow,
                         _ => false,
@@ -336,10 +337,16 @@ impl Session {
                         h.copy_done = true;
                     }
                 }
-                // A simple aggregate fan-out merges the rows before they go out.
-                b'D' if self.fan_hold.as_ref().is_some_and(|h| h.agg && !h.after) => {
+                // A fanned-out binary COPY TO: one header, the trailer at the end.
+                b'd' if self.fan_hold.as_ref().is_some_and(|h| !h.after) => {
                     if let Some(h) = self.fan_hold.as_mut() {
-                        h.rows.push(BytesMut::from(bytes));
+                        // The first shard: before its CommandComplete, straight out.
+                        h.copy_trailer |= forward_copy_data(
+                            bytes,
+                            frame.body(bytes),
+                            &mut h.copy_header_sent,
+                            &mut self.out,
+                        );
                     }
                 }
                 b't' | b'D' | b'd' | b'c' | b'H' | b'G' => {

@@ -72,6 +72,15 @@ impl Session {
             }
         }
         for stmt in &plan.stmts {
+            if stmt.kind == StmtKind::Ddl {
+                // The column order of a table it changes is read again.
+                if stmt.tables.is_empty() {
+                    self.rt.planner.columns.clear();
+                }
+                for t in &stmt.tables {
+                    self.rt.planner.columns.forget(t);
+                }
+            }
             let d = self.dispatch_stmt(stmt, plan, hint.as_ref(), params, note)?;
             match d {
                 Dispatch::Any => {}
@@ -248,26 +257,16 @@ impl Session {
     }
 }
 
-/// A read that runs on several shards. Results are concatenated shard after
-/// shard, which is only the right answer for a plain SELECT: a top-level
-/// construct that needs a cross-shard merge the proxy does not do is refused
-/// (a wrong answer is worse than none, DESIGN.md "Cross-shard merge").
+/// A read that runs on several shards: merged by its distributed plan, or
+/// concatenated shard after shard when that is the right answer.
 fn read_fan(stmt: &StmtPlan, shards: Vec<usize>) -> Result<Dispatch, SqlError> {
-    if let Some(kinds) = stmt.merge.as_ref().and_then(|m| m.simple_aggs.as_ref()) {
-        // The planner sets simple_aggs only without GROUP BY, HAVING,
-        // DISTINCT, ORDER BY, LIMIT and OFFSET.
-        return Ok(Dispatch::Fan {
-            shards,
-            mode: FanMode::Aggregate(kinds.as_slice().into()),
-        });
-    }
-    match stmt.merge.as_ref().and_then(unmerged_construct) {
-        None => Ok(Dispatch::Fan {
-            shards,
-            mode: FanMode::Read,
-        }),
-        Some(what) => Err(unmerged_error(what)),
-    }
+    // The planner made a merge plan for every read whose shard results
+    // cannot simply be concatenated (or refused it).
+    let mode = match &stmt.dist {
+        Some(d) => FanMode::Merge(d.clone()),
+        None => FanMode::Read,
+    };
+    Ok(Dispatch::Fan { shards, mode })
 }
 
 fn unmerged_error(what: &str) -> SqlError {

@@ -1,11 +1,13 @@
 //! The simple query protocol: one 'Q' message, relayed whole to one shard.
 
 use super::copy_in::CopyVia;
+use super::fanout::FanMode;
 use super::route::Dispatch;
 use super::{End, Session};
 use crate::data::codec::frontend::query_text;
 use crate::data::codec::SqlError;
 use crate::data::planner::{Params, Plan, StmtKind};
+use bytes::BytesMut;
 use std::sync::atomic::Ordering::Relaxed;
 
 impl Session {
@@ -34,7 +36,29 @@ impl Session {
                 Err(e) => self.error_and_ready(e).await,
             };
         }
-        let (plan, literals) = self.rt.planner.plan_literals_with(sql, &mut self.last_plan);
+        let (mut plan, mut literals) = self.rt.planner.plan_literals_with(sql, &mut self.last_plan);
+        if let Some(table) = plan.needs_columns() {
+            // INSERT without a column list: learn the table's columns, plan again.
+            let table = table.to_string();
+            // Not cached, or too few columns cached: read them again.
+            self.rt.planner.columns.forget(&table);
+            if let Err(e) = self.table_columns(&table, None).await {
+                return self.error_and_ready(e).await;
+            }
+            (plan, literals) = self.rt.planner.plan_literals_with(sql, &mut self.last_plan);
+        }
+        self.watch_columns(&plan);
+        // The shards get the INSERT naming the columns its values fill.
+        let named;
+        let msg = match &plan.sent_text {
+            Some(text) => {
+                let mut b = bytes::BytesMut::new();
+                crate::data::codec::messages::query(&mut b, text);
+                named = b;
+                &named[..]
+            }
+            None => msg,
+        };
         let params = Params {
             values: literals.iter().map(|l| Some(l.as_bytes())).collect(),
             formats: Default::default(),
@@ -46,11 +70,22 @@ impl Session {
         // The rare paths are boxed: their futures are large, and inline they
         // would size every session's task for them.
         let mut key = None;
-        let routed = self.dispatch(&plan, &params, &mut key);
+        let mut routed = self.dispatch(&plan, &params, &mut key);
+        if matches!(&routed, Err(e) if e.code == crate::data::codec::error::sqlstate::FEATURE_NOT_SUPPORTED)
+            && !literals.is_empty()
+        {
+            // A refusal names the statement's constructs: as written, not
+            // with the normalized text's parameters in place of literals.
+            routed = self.dispatch(&self.rt.planner.plan(sql), &Params::none(), &mut key);
+        }
         self.load.key(key, &self.proxy.load, &self.rt);
         let shard = match routed {
             Ok(Dispatch::One(s)) => s,
             Ok(Dispatch::Any) => self.default_shard(),
+            Ok(Dispatch::Fan {
+                shards,
+                mode: FanMode::Merge(dist),
+            }) => return Box::pin(self.merge_simple_text(sql, &literals, &shards, dist)).await,
             Ok(Dispatch::Fan { shards, mode }) => {
                 return Box::pin(self.fanout_simple(msg, &shards, mode)).await
             }
@@ -88,6 +123,35 @@ impl Session {
             self.prepared_unsure = true;
         }
         self.after_relay(lease, r, true).await
+    }
+
+    /// A merged read of a simple query. A text normalized for the plan
+    /// cache has parameters where the client wrote literals, and a merge
+    /// computes with some of them: it is planned as written instead (and
+    /// that plan cached under the text itself).
+    async fn merge_simple_text(
+        &mut self,
+        sql: &str,
+        literals: &crate::data::planner::normalize::Literals<'_>,
+        shards: &[usize],
+        dist: crate::data::planner::DistRef,
+    ) -> Result<(), End> {
+        if literals.is_empty() {
+            return self.merge_simple(sql, shards, dist).await;
+        }
+        let plan = self.rt.planner.plan(sql);
+        match plan.stmts.first().map(|s| (&s.target, &s.dist)) {
+            Some((crate::data::planner::Target::Refused { sqlstate, message }, _)) => {
+                let e = SqlError::new(sqlstate, message.clone());
+                self.error_and_ready(e).await
+            }
+            Some((_, Some(d))) => self.merge_simple(sql, shards, d.clone()).await,
+            _ => {
+                let mut q = BytesMut::new();
+                crate::data::codec::messages::query(&mut q, sql);
+                self.fanout_simple(&q, shards, FanMode::Read).await
+            }
+        }
     }
 
     /// Statements the proxy answers itself: `SET shardproxy.shard = '…'`,

@@ -108,4 +108,12 @@ with psycopg.connect(conninfo) as c:
         for data in cp:
             out += data
     check(out.count(b"\n") == 300, "COPY TO returned the wrong number of rows")
+    # Binary COPY TO from every shard: one header, every row, one trailer.
+    with cur.copy(
+        "copy (select id, v, n from py_rows where id >= %s and id < %s) to stdout (format binary)",
+        (base + 2000, base + 2300),
+    ) as cp:
+        cp.set_types(["int8", "text", "int4"])
+        got = sorted(r[0] for r in cp.rows())
+    check(got == list(range(base + 2000, base + 2300)), f"binary COPY TO gave {len(got)} rows")
     print("rows", count(cur, base, base + 10000))

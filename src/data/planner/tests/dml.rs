@@ -60,7 +60,7 @@ fn insert_refusals() {
         "INSERT into sharded table \"orders\" must set its shard key column \"customer_id\"",
     );
     assert_refused(
-        "INSERT INTO orders VALUES (1, 2)",
+        "INSERT INTO orders SELECT 1, 2",
         "needs a column list that names its shard key column \"customer_id\"",
     );
     assert_refused(
@@ -355,4 +355,79 @@ fn split_insert_renumbers_parameters() {
             .sqlstate,
         "XX000"
     );
+}
+
+#[test]
+fn insert_without_a_column_list_uses_the_learnt_column_order() {
+    let p = planner();
+    let sql = "INSERT INTO orders VALUES (1, 2)";
+    // Not known yet: the plan asks for the columns and is not cached.
+    let first = p.plan(sql);
+    assert_eq!(first.needs_columns(), Some("orders"));
+    assert!(!Arc::ptr_eq(&first, &p.plan(sql)));
+    p.columns.set(
+        "orders",
+        vec!["id".into(), "customer_id".into(), "total".into()],
+    );
+    assert!(!p.is_current(&Plan {
+        column_generation: Some(0),
+        ..Plan::default()
+    }));
+    let plan = p.plan(sql);
+    assert_eq!(plan.needs_columns(), None);
+    assert!(p.is_current(&plan));
+    assert_eq!(
+        plan.stmts[0].target,
+        Target::Keyed {
+            group: 0,
+            key_type: KeyType::Int8,
+            keys: vec![lit("2")]
+        }
+    );
+    // The shards get the INSERT naming the columns its values fill.
+    assert_eq!(
+        plan.sent_text.as_deref(),
+        Some("INSERT INTO orders (\"id\", \"customer_id\") VALUES (1, 2)")
+    );
+    let multi = p.plan("INSERT INTO orders VALUES (1, 2), (3, 4, 5) RETURNING id");
+    let s = &multi.stmts[0];
+    assert_eq!(
+        s.target,
+        Target::InsertMulti {
+            group: 0,
+            key_type: KeyType::Int8,
+            rows: vec![lit("2"), lit("4")]
+        }
+    );
+    let parts = split_insert(s, &Params::none(), &map()).unwrap();
+    assert!(parts.iter().all(|part| part
+        .sql
+        .starts_with("INSERT INTO orders (\"id\", \"customer_id\", \"total\") VALUES")));
+    // More values than columns: ask again (the table may have grown).
+    assert_eq!(
+        p.plan("INSERT INTO orders VALUES (1, 2, 3, 4)")
+            .needs_columns(),
+        Some("orders")
+    );
+    // The key beyond the values given.
+    assert_eq!(
+        p.plan("INSERT INTO orders VALUES (1)").stmts[0].target,
+        Target::Refused {
+            sqlstate: "0A000",
+            message: "INSERT into sharded table \"orders\" must set its shard key column \"customer_id\" (name the columns explicitly)".into()
+        }
+    );
+    // Only on its own in a query string.
+    let two = p.plan("INSERT INTO orders VALUES (1, 2); SELECT 1");
+    assert!(matches!(
+        two.stmts[0].target,
+        Target::Refused {
+            sqlstate: "0A000",
+            ..
+        }
+    ));
+    // Forgetting the columns makes the cached plan stale.
+    p.columns.forget("orders");
+    assert!(!p.is_current(&plan));
+    assert_eq!(p.plan(sql).needs_columns(), Some("orders"));
 }

@@ -312,6 +312,23 @@ fn copy_to_stdout() {
         "COPY output is concatenated",
     );
     assert_eq!(plan1("COPY (SELECT 1) TO STDOUT").kind, StmtKind::CopyTo);
+    // Binary output is stitched into one stream; header lines cannot be.
+    assert_eq!(
+        target("COPY orders TO STDOUT (FORMAT binary)"),
+        Target::AllShards(FanOut::Read)
+    );
+    assert_refused(
+        "COPY orders TO STDOUT (FORMAT csv, HEADER)",
+        "with HEADER across shards",
+    );
+    assert_refused(
+        "COPY (SELECT * FROM orders) TO STDOUT WITH CSV HEADER",
+        "with HEADER across shards",
+    );
+    assert_keyed(
+        "COPY (SELECT * FROM orders WHERE customer_id = 3) TO STDOUT (FORMAT csv, HEADER)",
+        &[lit("3")],
+    );
 }
 
 #[test]
